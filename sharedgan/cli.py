@@ -1,0 +1,184 @@
+"""The ``sharedgan`` command line: launch, sample, eval.
+
+Exit codes: 0 done, 1 failure during the run, 2 bad input, 130 Ctrl-C (SIGINT), 143 SIGTERM.
+Bad input is reported in one line, without a traceback, before anything is written.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from .beta_schedule import SCHEDULES
+from .config import ENGINES, NOISE_PRIORS, OPTIMIZERS, ConfigError, TrainConfig
+from .data import DATASETS
+from .models import FactoryError
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+# (option, config field, click type, help). Defaults come from TrainConfig, so --help shows them.
+LAUNCH_OPTIONS = [
+    ("--k", "k", int, "Number of generators (K). K = 1 is a plain GAN with no classifier."),
+    ("--dataset", "dataset", click.Choice(DATASETS), "Data: ring8 (8 Gaussians on a circle) or grid25 (5×5 grid)."),
+    ("--engine", "engine", click.Choice(ENGINES),
+     "parallel: one process per generator plus D and C, lock-step rounds. sequential: the same math in one process."),
+    ("--rounds", "rounds", int, "Training rounds. Each round: every generator one batch and one update; D and C K updates each."),
+    ("--batch-size", "batch_size", int, "Samples per generator batch (m), also D's real batch."),
+    ("--lr", None, float, "Learning rate of G, D and C at once (overridden by --lr-generator etc.)."),
+    ("--lr-generator", "lr_generator", float, "Generator learning rate."),
+    ("--lr-discriminator", "lr_discriminator", float, "Discriminator learning rate."),
+    ("--lr-classifier", "lr_classifier", float, "Classifier (adjustment component) learning rate."),
+    ("--optimizer-generator", "optimizer_generator", click.Choice(OPTIMIZERS), "Generator optimiser."),
+    ("--optimizer-discriminator", "optimizer_discriminator", click.Choice(OPTIMIZERS), "Discriminator optimiser."),
+    ("--optimizer-classifier", "optimizer_classifier", click.Choice(OPTIMIZERS), "Classifier optimiser."),
+    ("--adam-beta1", "adam_beta1", float, "Adam first-moment decay (the papers use 0.5)."),
+    ("--adam-beta2", "adam_beta2", float, "Adam second-moment decay."),
+    ("--noise-dim", "noise_dim", int, "Dimension of the generator's noise z."),
+    ("--noise", "noise", click.Choice(NOISE_PRIORS), "Noise prior: standard normal or uniform on [−1, 1]."),
+    ("--hidden", "hidden", int, "Width of the built-in MLPs' hidden layers."),
+    ("--beta-schedule", "beta_schedule", click.Choice(SCHEDULES),
+     "Weight β_k of the classifier term: constant β0; time β0·exp(−λt); loss-gap β0·2σ(−|Δ_k|/τ); combined = time × loss-gap."),
+    ("--beta0", "beta0", float, "Initial (and largest) β."),
+    ("--beta-decay", "beta_decay", float, "λ of the time schedule, per round [default: ln(100)/rounds, so β ends at 1% of β0]."),
+    ("--beta-tau", "beta_tau", float, "τ of the loss-gap schedule, in loss units."),
+    ("--threshold", "threshold", float, "t: the generator's D term 1 − d(x) is truncated (no gradient) where D(x) > t."),
+    ("--seed", "seed", int, "Run seed; every random stream is derived from it."),
+    ("--device", "device", str, "Where models and the slot buffer live (cpu)."),
+    ("--threads", "threads", int, "Torch threads per process (per role in the parallel engine)."),
+    ("--ring-modes", "ring_modes", int, "ring8: number of modes on the circle."),
+    ("--ring-radius", "ring_radius", float, "ring8: radius of the circle."),
+    ("--grid-side", "grid_side", int, "grid25: modes per side."),
+    ("--grid-spacing", "grid_spacing", float, "grid25: distance between neighbouring modes."),
+    ("--mode-std", "mode_std", float, "Std of every mode [default: 0.02 for ring8, 0.05 for grid25]."),
+    ("--generator-factory", "generator_factory", str, "Your generator: 'package.module:function' taking a ModelSpec."),
+    ("--discriminator-factory", "discriminator_factory", str, "Your discriminator factory, likewise."),
+    ("--classifier-factory", "classifier_factory", str, "Your classifier factory (K logit heads), likewise."),
+    ("--eval-every", "eval_every", int, "Evaluate on fresh samples every N rounds (and at the end)."),
+    ("--eval-samples", "eval_samples", int, "Fresh samples per evaluation."),
+    ("--checkpoint-every", "checkpoint_every", int, "Checkpoint every N rounds (and at every stop)."),
+    ("--keep-checkpoints", "keep_checkpoints", int, "Complete checkpoints to keep."),
+    ("--signal-timeout", "signal_timeout", float, "Seconds a role waits for a peer's signal before the run fails."),
+    ("--out", "out", click.Path(), "Run directory [default: runs/<timestamp>]. A non-empty one is refused without --force."),
+]
+
+
+def _launch_options(func):
+    defaults = TrainConfig()
+    for flag, field, type_, help_ in reversed(LAUNCH_OPTIONS):
+        default = getattr(defaults, field) if field else None
+        shown = f"{help_}" + (f"  [default: {default}]" if default is not None and "[default" not in help_ else "")
+        func = click.option(flag, field or "lr", type=type_, default=None, help=shown)(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="sharedgan")
+def cli():
+    """sharedgan: train a mixture of K GAN generators in parallel (PGAN), or the same math in one process.
+
+    \b
+    sharedgan launch                      # 8 generators on ring8, parallel engine
+    sharedgan launch --engine sequential  # the same training in one process
+    sharedgan sample RUN --n 2500 --out samples.h5
+    sharedgan eval RUN
+    """
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(), help="Start from a config.json (e.g. a run's); options given here override it.")
+@click.option("--force", is_flag=True, help="Reuse a non-empty --out, replacing the run that is there.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_launch_options
+def launch(config_file, force, quiet, lr, **options):
+    """Train K generators, a discriminator D and a classifier C.
+
+    Writes the run directory: config.json, logs/, run.h5, checkpoints/, samples.png, curves.png,
+    evolution.png. Ctrl-C stops after one more round and leaves a checkpoint (exit code 130).
+    """
+    from .trainer import TrainingInterrupted, train
+    config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    if lr is not None:
+        config.lr_generator = config.lr_discriminator = config.lr_classifier = lr
+    for field, value in options.items():
+        if value is not None:
+            setattr(config, field, value)
+    try:
+        result = train(config, force=force, progress=not quiet)
+    except TrainingInterrupted as exc:
+        click.echo(f"stopped: {exc}", err=True)
+        sys.exit(130 if exc.signum == signal.SIGINT else 128 + exc.signum)
+    m = result.metrics
+    click.echo(f"done: {result.rounds_completed} rounds in {result.train_seconds:.1f} s of training "
+               f"(+{result.startup_seconds:.1f} s start-up); run directory {result.run_dir}")
+    if m:
+        click.echo(f"last evaluation: {m['modes_covered']}/{m['num_modes']} modes covered, "
+                   f"{m['high_quality']:.1%} high quality, KL(p̂‖uniform) {m['kl_uniform']:.3f}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path())
+@click.option("--n", "n", type=click.IntRange(min=1), default=2500, show_default=True, help="Number of samples.")
+@click.option("--out", "out", type=click.Path(), required=True, help="HDF5 file to write (refused if it exists, unless --force).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and of the generator choice.")
+@click.option("--force", is_flag=True, help="Overwrite --out.")
+def sample(run, n, out, seed, force):
+    """Draw N samples of the mixture from RUN's latest checkpoint into an HDF5 file.
+
+    Datasets: samples [N, ...] float32, generator [N] int64 (which generator made each sample,
+    drawn uniformly).
+    """
+    import h5py
+    from .trainer import load_run
+    if Path(out).exists() and not force:
+        raise ConfigError(f"{out} exists; choose another --out or pass --force")
+    r = load_run(run)
+    samples, which = r.sample(n, seed)
+    try:
+        with h5py.File(out, "w") as f:
+            f.create_dataset("samples", data=samples.numpy())
+            f.create_dataset("generator", data=which.numpy())
+            f.attrs.update({"run": str(Path(run).resolve()), "round": r.round, "seed": seed})
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc}") from None
+    click.echo(f"wrote {n} samples from round {r.round + 1} of {run} to {out}")
+
+
+@cli.command(name="eval")
+@click.argument("run", type=click.Path())
+@click.option("--n", "n", type=click.IntRange(min=1), default=2500, show_default=True, help="Fresh samples to evaluate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh samples.")
+def eval_(run, n, seed):
+    """Evaluate RUN's latest checkpoint on N fresh samples and print the mode table."""
+    from .metrics import format_report
+    from .trainer import load_run
+    r = load_run(run)
+    click.echo(f"{run}: round {r.round + 1} of {r.config.rounds}, K = {r.config.k}, {r.config.dataset}")
+    click.echo(format_report(r.evaluate(n, seed)))
+
+
+def main(argv=None) -> None:
+    """Console entry point: one-line errors and documented exit codes, never a traceback for bad input."""
+    from .runner import RoleFailed
+    try:
+        code = cli.main(args=argv, prog_name="sharedgan", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        code = 130
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        code = EXIT_USAGE
+    except (ConfigError, FactoryError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = EXIT_USAGE
+    except RoleFailed as exc:
+        click.echo(f"failed: {exc}", err=True)
+        code = EXIT_FAILED
+    sys.exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

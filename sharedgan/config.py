@@ -1,0 +1,141 @@
+"""The training configuration: one typed dataclass, validated at the edge.
+
+``TrainConfig`` is what ``sharedgan launch`` builds from its options, what ``config.json`` in a
+run directory holds (``--config`` reruns it), and what the Python API takes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .beta_schedule import SCHEDULES, default_decay
+from .data import DATASETS
+from .models import BUILTIN_FACTORIES
+
+ENGINES = ("parallel", "sequential")
+OPTIMIZERS = ("adam", "sgd")
+NOISE_PRIORS = ("normal", "uniform")
+
+
+class ConfigError(ValueError):
+    """Bad user input; the message is one line that says what to do."""
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    k: int = 8  # number of generators
+    dataset: str = "ring8"
+    ring_modes: int = 8
+    ring_radius: float = 2.0
+    grid_side: int = 5
+    grid_spacing: float = 2.0
+    mode_std: float | None = None  # None: the data set's default (ring8 0.02, grid25 0.05)
+    # how
+    engine: str = "parallel"
+    rounds: int = 3000
+    batch_size: int = 128
+    noise_dim: int = 2
+    noise: str = "normal"
+    hidden: int = 128
+    lr_generator: float = 2e-4
+    lr_discriminator: float = 2e-4
+    lr_classifier: float = 2e-4
+    optimizer_generator: str = "adam"
+    optimizer_discriminator: str = "adam"
+    optimizer_classifier: str = "adam"
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+    beta_schedule: str = "time"
+    beta0: float = 1.0
+    beta_decay: float | None = None  # λ; None: ln(100) / rounds
+    beta_tau: float = 1.0
+    threshold: float = 0.99  # t: the generator's D term is truncated where D(x) > t
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1  # torch threads per process (per role in the parallel engine)
+    # models
+    generator_factory: str = BUILTIN_FACTORIES["generator"]
+    discriminator_factory: str = BUILTIN_FACTORIES["discriminator"]
+    classifier_factory: str = BUILTIN_FACTORIES["classifier"]
+    # evaluation, checkpoints, signals
+    eval_every: int = 500
+    eval_samples: int = 2500
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    signal_timeout: float = 120.0  # seconds any role waits for a peer before it gives up
+    startup_timeout: float = 180.0
+    out: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def decay(self) -> float:
+        return default_decay(self.rounds) if self.beta_decay is None else self.beta_decay
+
+    @property
+    def roles(self) -> list[str]:
+        """Every role of the run: generator-0..K-1, discriminator, and classifier when K > 1."""
+        names = [f"generator-{k}" for k in range(self.k)] + ["discriminator"]
+        return names + (["classifier"] if self.k > 1 else [])
+
+    def validate(self) -> "TrainConfig":
+        def need(ok: bool, message: str):
+            if not ok:
+                raise ConfigError(message)
+
+        def choice(name: str, options):
+            value = getattr(self, name)
+            need(value in options, f"--{name.replace('_', '-')} must be one of {', '.join(options)}, got {value!r}")
+
+        need(isinstance(self.k, int) and self.k >= 1, f"--k must be an integer ≥ 1, got {self.k!r}")
+        choice("dataset", DATASETS)
+        choice("engine", ENGINES)
+        choice("noise", NOISE_PRIORS)
+        choice("beta_schedule", SCHEDULES)
+        for role in ("generator", "discriminator", "classifier"):
+            choice(f"optimizer_{role}", OPTIMIZERS)
+            lr = getattr(self, f"lr_{role}")
+            need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, f"--lr-{role} must be > 0, got {lr!r}")
+        for name in ("rounds", "batch_size", "noise_dim", "hidden", "threads", "eval_every", "eval_samples",
+                     "checkpoint_every", "keep_checkpoints", "ring_modes", "grid_side"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 1,
+                 f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
+        need(0.0 < self.threshold < 1.0, f"--threshold is a probability strictly between 0 and 1, got {self.threshold!r}")
+        need(self.beta0 >= 0, f"--beta0 must be ≥ 0, got {self.beta0!r}")
+        need(self.beta_decay is None or self.beta_decay >= 0, f"--beta-decay must be ≥ 0, got {self.beta_decay!r}")
+        need(self.beta_tau > 0, f"--beta-tau must be > 0, got {self.beta_tau!r}")
+        need(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "--adam-beta1/--adam-beta2 must lie in [0, 1)")
+        need(self.mode_std is None or self.mode_std > 0, f"--mode-std must be > 0, got {self.mode_std!r}")
+        need(self.ring_radius > 0 and self.grid_spacing > 0, "--ring-radius and --grid-spacing must be > 0")
+        need(self.signal_timeout > 0 and self.startup_timeout > 0, "timeouts must be > 0 seconds")
+        need(self.device == "cpu", f"--device {self.device!r} is not supported yet; use --device cpu "
+                                   "(the CUDA slot buffer is planned, see the README)")
+        need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"--seed must be an integer in [0, 2^63), got {self.seed!r}")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}; see 'sharedgan launch --help'")
+        return cls(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must hold a JSON object")
+        return cls.from_dict(data)

@@ -1,0 +1,23 @@
+"""Engines decide where tensors live and when each role's step runs; the steps themselves live in
+:mod:`sharedgan.roles` and are the same for every engine.
+
+* ``sequential``: one process, the role steps in the fixed order of a round; no IPC, no waits.
+* ``parallel``: one process per role, lock-step rounds through the shared slot buffer and
+  ZeroMQ signals. With the same seed and threads it reproduces the sequential engine exactly.
+"""
+from __future__ import annotations
+
+from ..config import TrainConfig
+
+
+def eval_due(config: TrainConfig, round_index: int, final: bool) -> bool:
+    return final or (round_index + 1) % config.eval_every == 0
+
+
+def checkpoint_due(config: TrainConfig, round_index: int, final: bool) -> bool:
+    return final or (round_index + 1) % config.checkpoint_every == 0
+
+
+def mean(values: list[float]) -> float:
+    """The round's loss of D or C: the mean over its K updates (same order in every engine)."""
+    return sum(values) / len(values)

@@ -1,0 +1,88 @@
+"""Pictures of a run, drawn from run.h5: samples by generator, loss and β curves, evolution."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .record import read_run_file  # noqa: E402
+
+
+def _colors(k: int):
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(k)]
+
+
+def _scatter(ax, data: dict, index: int, title: str) -> None:
+    centers, samples, which = data["data/centers"], data["eval/samples"][index], data["eval/generator"][index]
+    k = int(data["attrs"]["k"])
+    ax.scatter(centers[:, 0], centers[:, 1], s=120, facecolors="none", edgecolors="0.6", linewidths=1, zorder=1)
+    for g, color in enumerate(_colors(k)):
+        pts = samples[which == g]
+        ax.scatter(pts[:, 0], pts[:, 1], s=3, color=color, label=f"G{g}", zorder=2)
+    ax.set_title(title, fontsize=9)
+    ax.set_aspect("equal")
+    span = np.abs(centers).max() * 1.5 + 0.5
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    run_dir = Path(run_dir)
+    data = read_run_file(run_dir / "run.h5")
+    written = []
+    E = len(data["eval/round"])
+    if E:
+        fig, ax = plt.subplots(figsize=(6, 6))
+        n = int(data["eval/round"][-1])
+        title = (f"round {n + 1}: {data['eval/modes_covered'][-1]}/{len(data['data/centers'])} modes, "
+                 f"{data['eval/high_quality'][-1]:.1%} high quality (rings: real modes)")
+        _scatter(ax, data, E - 1, title)
+        if int(data["attrs"]["k"]) <= 12:
+            ax.legend(markerscale=4, fontsize=7, loc="upper right")
+        fig.tight_layout()
+        fig.savefig(run_dir / "samples.png", dpi=120)
+        plt.close(fig)
+        written.append(run_dir / "samples.png")
+
+        shown = np.unique(np.linspace(0, E - 1, min(E, 8)).round().astype(int))
+        cols = min(4, len(shown))
+        rows = math.ceil(len(shown) / cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+        for ax in axes.flat:
+            ax.set_axis_off()
+        for ax, i in zip(axes.flat, shown):
+            ax.set_axis_on()
+            _scatter(ax, data, i, f"round {int(data['eval/round'][i]) + 1}: "
+                                  f"{data['eval/modes_covered'][i]} modes, {data['eval/high_quality'][i]:.0%} hq")
+        fig.tight_layout()
+        fig.savefig(run_dir / "evolution.png", dpi=100)
+        plt.close(fig)
+        written.append(run_dir / "evolution.png")
+
+    R = len(data["loss/discriminator"])
+    if R:
+        x = np.arange(1, R + 1)
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        axes[0].plot(x, data["loss/discriminator"], label="D: −J^D")
+        if np.isfinite(data["loss/classifier"]).any():
+            axes[0].plot(x, data["loss/classifier"], label="C: −J^C (per head)")
+        axes[0].set_title("discriminator and classifier loss")
+        for g, color in enumerate(_colors(data["loss/generator"].shape[1])):
+            axes[1].plot(x, data["loss/generator"][:, g], color=color, lw=0.8, label=f"G{g}")
+            axes[2].plot(x, data["beta"][:, g], color=color, lw=0.8)
+        axes[1].set_title("generator loss J^{G_k}")
+        axes[2].set_title("β_k")
+        for ax in axes:
+            ax.set_xlabel("round")
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(run_dir / "curves.png", dpi=100)
+        plt.close(fig)
+        written.append(run_dir / "curves.png")
+    return written

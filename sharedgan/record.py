@@ -1,0 +1,218 @@
+"""The run record: per-round losses and timings, evaluations, progress, and ``run.h5``.
+
+One object in the main process (the sequential engine itself, or the parallel engine's runner)
+receives every role's per-round numbers and is the only writer of ``run.h5``.
+
+run.h5, schema version 1 (every array's first axis is the round, 0-based; NaN where not recorded)
+--------------------------------------------------------------------------------------------------
+attributes   schema_version, status (running | complete | interrupted | failed), error, config (JSON),
+             engine, k, rounds_planned, rounds_completed, startup_seconds, train_seconds,
+             eval_seconds, threads_per_process, software versions (sharedgan, python, torch, numpy,
+             pyzmq, libzmq, h5py), host, platform, cpu_count, started_at, finished_at
+loss/discriminator  [R]     −J^D, mean over D's K updates of the round
+loss/classifier     [R]     −J^C head losses, mean over C's K updates (NaN when K = 1)
+loss/generator      [R, K]  J^{G_k} = D term + β_k · C term
+beta                [R, K]  β_k
+term/discriminator  [R, K]  D's term of J^{G_k}: E[1 − min(d, logit t)]
+term/classifier     [R, K]  C's term without β: E[softplus(c_k)]
+time/round          [R]     wall seconds from the end of the previous round to the end of this one
+eval/round          [E]     rounds after which an evaluation ran (0-based)
+eval/train_seconds  [E]     training wall time up to that evaluation, evaluation time excluded
+eval/seconds        [E]     time the evaluation took (fresh samples + metrics)
+eval/modes_covered, eval/modes_covered_lenient, eval/high_quality, eval/kl_uniform   [E]
+eval/mode_histogram [E, M]  high-quality samples per mode
+eval/generator_table [E, K, M+1]  high-quality samples per (generator, mode); last column low quality
+eval/samples        [E, N, *sample_shape] float32, eval/generator [E, N] int16: the evaluated samples
+data/centers        [M, *sample_shape], attribute std
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+import click
+import h5py
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .data import GaussianMixture
+from .metrics import ModeReport, mix, mixture_assignment, mode_report
+
+SCHEMA_VERSION = 1
+
+
+def software_versions() -> dict:
+    import zmq
+    from . import __version__
+    return {"sharedgan": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": np.__version__, "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), "h5py": h5py.__version__}
+
+
+class RunRecorder:
+    def __init__(self, config: TrainConfig, run_dir: Path, dataset: GaussianMixture, progress: bool = False):
+        self.config, self.run_dir, self.dataset = config, Path(run_dir), dataset
+        R, K = config.rounds, config.k
+        nan = lambda *shape: np.full(shape, np.nan)  # noqa: E731
+        self.series = {
+            "loss/discriminator": nan(R), "loss/classifier": nan(R), "loss/generator": nan(R, K),
+            "beta": nan(R, K), "term/discriminator": nan(R, K), "term/classifier": nan(R, K), "time/round": nan(R),
+        }
+        self.evals: list[dict] = []
+        self.reports_needed = len(config.roles)
+        self._reports: dict[int, int] = {}
+        self.rounds_completed = 0
+        self.started_at = time.time()
+        self._t_start = time.perf_counter()
+        self._t_train = None
+        self._t_last = None
+        self._t_end = None
+        self.startup_seconds = float("nan")
+        self.eval_seconds = 0.0
+        self.status, self.error = "running", ""
+        self._bar = None
+        self._bar_cm = None
+        if progress:
+            self._bar_cm = click.progressbar(length=R, label="training", file=sys.stderr, show_pos=True,
+                                             item_show_func=lambda _: self._progress_text())
+            self._bar = self._bar_cm.__enter__()
+
+    # ---- per-round numbers -------------------------------------------------------------------
+    def start_training(self) -> None:
+        now = time.perf_counter()
+        self.startup_seconds = now - self._t_start
+        self._t_train = self._t_last = now
+
+    def generator(self, k: int, n: int, loss: float, beta: float, d_term: float, c_term: float) -> None:
+        s = self.series
+        s["loss/generator"][n, k], s["beta"][n, k] = loss, beta
+        s["term/discriminator"][n, k], s["term/classifier"][n, k] = d_term, c_term
+        self._count(n)
+
+    def discriminator(self, n: int, loss: float) -> None:
+        self.series["loss/discriminator"][n] = loss
+        self._count(n)
+
+    def classifier(self, n: int, loss: float) -> None:
+        self.series["loss/classifier"][n] = loss
+        self._count(n)
+
+    def _count(self, n: int) -> None:
+        self._reports[n] = self._reports.get(n, 0) + 1
+        if self._reports[n] == self.reports_needed:
+            del self._reports[n]
+            now = time.perf_counter()
+            self.series["time/round"][n] = now - self._t_last
+            self._t_last = now
+            self.rounds_completed = max(self.rounds_completed, n + 1)
+            if self._bar is not None:
+                self._bar.update(1)
+
+    def finish_training(self) -> None:
+        """Freeze the training clock (plots and file writes after this are not training)."""
+        if self._t_end is None:
+            self._t_end = time.perf_counter()
+
+    def train_seconds(self) -> float:
+        if self._t_train is None:
+            return 0.0
+        end = self._t_end if self._t_end is not None else time.perf_counter()
+        return end - self._t_train - self.eval_seconds
+
+    def _progress_text(self) -> str:
+        n = self.rounds_completed - 1
+        if n < 0:
+            return ""
+        s = self.series
+        rate = self.rounds_completed / max(self.train_seconds(), 1e-9)
+        text = f"{rate:6.1f} rounds/s  D {s['loss/discriminator'][n]:.3f}"
+        if self.config.k > 1:
+            text += f"  C {s['loss/classifier'][n]:.3f}"
+        text += f"  G {np.nanmean(s['loss/generator'][n]):.3f}  β {np.nanmean(s['beta'][n]):.3f}"
+        if self.evals:
+            e = self.evals[-1]
+            text += f"  modes {e['modes_covered']}/{len(self.dataset.centers)} hq {e['high_quality']:.0%}"
+        return text
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def evaluate(self, n: int, eval_samples: torch.Tensor, generation_seconds: float) -> ModeReport:
+        """Metrics on fresh samples ([K, N, ...], one batch per generator) mixed uniformly."""
+        t0 = time.perf_counter()
+        assignment = mixture_assignment(self.config.eval_samples, self.config.k, self.config.seed, n)
+        samples = mix(eval_samples, assignment)
+        report = mode_report(samples, assignment, self.dataset.centers, self.dataset.std, self.config.k)
+        seconds = generation_seconds + time.perf_counter() - t0
+        self.eval_seconds += seconds
+        self.evals.append({"round": n, "train_seconds": self.train_seconds(), "seconds": seconds,
+                           **report.summary(), "mode_histogram": report.mode_histogram,
+                           "generator_table": report.generator_table, "samples": samples.numpy().astype(np.float32),
+                           "generator": assignment.numpy().astype(np.int16)})
+        return report
+
+    # ---- the run file ------------------------------------------------------------------------
+    def write(self, status: str | None = None, error: str = "") -> Path:
+        """(Re)write run.h5 atomically: a reader never sees a half-written file."""
+        if status is not None:
+            self.status, self.error = status, error
+        R = self.rounds_completed
+        path = self.run_dir / "run.h5"
+        tmp = self.run_dir / ".run.h5.tmp"
+        with h5py.File(tmp, "w") as f:
+            attrs = {
+                "schema_version": SCHEMA_VERSION, "status": self.status, "error": self.error,
+                "config": self.config.to_json(), "engine": self.config.engine, "k": self.config.k,
+                "rounds_planned": self.config.rounds, "rounds_completed": R,
+                "startup_seconds": self.startup_seconds, "train_seconds": self.train_seconds(),
+                "eval_seconds": self.eval_seconds, "threads_per_process": self.config.threads,
+                "host": socket.gethostname(), "platform": platform.platform(), "cpu_count": os.cpu_count() or 0,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_at)),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z") if self.status != "running" else "",
+            }
+            attrs.update({f"version_{k}": str(v) for k, v in software_versions().items()})
+            f.attrs.update(attrs)
+            for name, values in self.series.items():
+                f.create_dataset(name, data=values[:R])
+            ev = self.evals
+            f.create_dataset("eval/round", data=np.array([e["round"] for e in ev], dtype=np.int64))
+            for key in ("train_seconds", "seconds", "high_quality", "kl_uniform"):
+                f.create_dataset(f"eval/{key}", data=np.array([e[key] for e in ev], dtype=np.float64))
+            for key in ("modes_covered", "modes_covered_lenient"):
+                f.create_dataset(f"eval/{key}", data=np.array([e[key] for e in ev], dtype=np.int64))
+            M, K, shape = len(self.dataset.centers), self.config.k, tuple(self.dataset.sample_shape)
+            N = self.config.eval_samples
+            stack = lambda key, shape_, dtype: np.stack([e[key] for e in ev]) if ev else np.zeros((0, *shape_), dtype)  # noqa: E731
+            f.create_dataset("eval/mode_histogram", data=stack("mode_histogram", (M,), np.int64))
+            f.create_dataset("eval/generator_table", data=stack("generator_table", (K, M + 1), np.int64))
+            f.create_dataset("eval/samples", data=stack("samples", (N, *shape), np.float32), compression="gzip")
+            f.create_dataset("eval/generator", data=stack("generator", (N,), np.int16), compression="gzip")
+            centers = f.create_dataset("data/centers", data=self.dataset.centers.numpy())
+            centers.attrs["std"] = self.dataset.std
+        os.replace(tmp, path)
+        return path
+
+    def close(self) -> None:
+        if self._bar_cm is not None:
+            self._bar_cm.__exit__(None, None, None)
+            self._bar_cm = self._bar = None
+
+
+def read_run_file(path: Path) -> dict:
+    """run.h5 as a dict of numpy arrays plus ``attrs`` (used by ``sharedgan eval`` and plots)."""
+    out: dict = {}
+    with h5py.File(path, "r") as f:
+        if int(f.attrs.get("schema_version", -1)) != SCHEMA_VERSION:
+            raise ValueError(f"{path} has run-file schema {f.attrs.get('schema_version')}, expected {SCHEMA_VERSION}")
+        out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    out["config"] = json.loads(out["attrs"]["config"])
+    return out
+
+
+def is_finite(*values: float) -> bool:
+    return all(math.isfinite(v) for v in values)

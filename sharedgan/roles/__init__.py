@@ -1,0 +1,54 @@
+"""The three roles of Algorithm 1. Each is plain PyTorch on a :class:`~sharedgan.buffer.SlotBuffer`:
+it knows nothing of processes or signals, so every engine runs the very same steps."""
+from __future__ import annotations
+
+import torch
+
+from ..config import TrainConfig
+from ..data import GaussianMixture, make_dataset
+from ..models import ModelSpec, build_model, check_output
+from ..seeding import derive_seed
+
+
+def dataset_of(config: TrainConfig) -> GaussianMixture:
+    return make_dataset(config.dataset, config.ring_modes, config.ring_radius, config.grid_side,
+                        config.grid_spacing, config.mode_std)
+
+
+def model_spec(config: TrainConfig, dataset: GaussianMixture | None = None) -> ModelSpec:
+    dataset = dataset or dataset_of(config)
+    return ModelSpec(tuple(dataset.sample_shape), config.noise_dim, config.k, config.hidden)
+
+
+def make_optimizer(config: TrainConfig, role: str, params) -> torch.optim.Optimizer:
+    kind, lr = getattr(config, f"optimizer_{role}"), getattr(config, f"lr_{role}")
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(config.adam_beta1, config.adam_beta2))
+    return torch.optim.SGD(params, lr=lr)
+
+
+def make_model(config: TrainConfig, role: str, spec: ModelSpec, index: int = 0) -> torch.nn.Module:
+    """The model of one role, initialised from its own stream and checked for output shape."""
+    net = build_model(getattr(config, f"{role}_factory"), spec, derive_seed(config.seed, "init", role, index))
+    probe_in = torch.zeros(2, spec.noise_dim) if role == "generator" else torch.zeros(2, *spec.sample_shape)
+    was_training = net.training
+    net.eval()  # so a probe never touches batch-norm statistics
+    with torch.no_grad():
+        check_output(role, net(probe_in), 2, spec)
+    net.train(was_training)
+    return net
+
+
+class RoleState:
+    """What every role saves: model, optimiser, the round. RNG is counter-based (see seeding)."""
+
+    net: torch.nn.Module
+    opt: torch.optim.Optimizer
+
+    def state_dict(self, round_index: int) -> dict:
+        return {"round": round_index, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])

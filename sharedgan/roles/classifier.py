@@ -1,0 +1,46 @@
+"""The adjustment component C: one network with K one-vs-rest logit heads.
+
+Head k's logit c_k(x) says "x comes from the other generators G_-k" (PGAN's C_k; MGAN's C_k is
+the opposite event).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..buffer import SlotBuffer
+from ..config import TrainConfig
+from ..losses import classifier_loss, generator_c_term, input_gradient
+from ..models import ModelSpec
+from . import RoleState, make_model, make_optimizer
+
+
+class ClassifierRole(RoleState):
+    name = "classifier"
+
+    def __init__(self, config: TrainConfig, spec: ModelSpec):
+        self.config = config
+        self.net = make_model(config, "classifier", spec)
+        self.opt = make_optimizer(config, "classifier", self.net.parameters())
+
+    def serve_slot(self, buf: SlotBuffer, k: int, round_index: int) -> float:
+        """Lines 33–37 for slot k: update head k on the other slots ("real") against slot k
+        ("fake"), then score slot k with the updated C and save the error. Returns C's loss."""
+        if not bool((buf.sample_round == round_index).all()):
+            raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
+        K, m = buf.num_slots, self.config.batch_size
+        logits = self.net(buf.sample.reshape(K * m, *buf.sample.shape[2:]))[:, k].reshape(K, m)
+        others = torch.ones(K, dtype=torch.bool)
+        others[k] = False
+        loss = classifier_loss(logits[others], logits[k])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+        x = buf.sample[k].clone().requires_grad_(True)  # see DiscriminatorRole.validate
+        own = self.net(x)[:, k]
+        term = generator_c_term(own)
+        buf.c_grad[k].copy_(input_gradient(term, x))
+        buf.c_score[k].copy_(own.detach())
+        buf.c_term[k] = term.item()
+        buf.c_round[k] = round_index
+        return loss.item()

@@ -1,0 +1,51 @@
+"""The discriminator D: scores each slot, writes the generator's error, then updates on it."""
+from __future__ import annotations
+
+import torch
+
+from ..buffer import SlotBuffer
+from ..config import TrainConfig
+from ..data import GaussianMixture
+from ..losses import discriminator_loss, generator_d_term, input_gradient
+from ..models import ModelSpec
+from ..seeding import stream
+from . import RoleState, make_model, make_optimizer
+
+
+class DiscriminatorRole(RoleState):
+    name = "discriminator"
+
+    def __init__(self, config: TrainConfig, spec: ModelSpec, dataset: GaussianMixture):
+        self.config, self.dataset = config, dataset
+        self.net = make_model(config, "discriminator", spec)
+        self.opt = make_optimizer(config, "discriminator", self.net.parameters())
+        self._fake_logits: torch.Tensor | None = None
+
+    def validate(self, buf: SlotBuffer, k: int, round_index: int) -> None:
+        """Lines 23–25: score slot k with D *before* this slot's update and save the error.
+
+        The error is ∂(D term of J^{G_k})/∂x for every sample of the slot; the logits keep their
+        graph so :meth:`update` reuses this forward pass for D's own fake term.
+        """
+        if int(buf.sample_round[k]) != round_index:
+            raise RuntimeError(f"discriminator: slot {k} holds round {int(buf.sample_round[k])}, expected {round_index}")
+        # A private copy: every field is a view of one flat storage with one autograd version
+        # counter, so writing d_grad below would otherwise invalidate the graph kept for update().
+        x = buf.sample[k].clone().requires_grad_(True)
+        logits = self.net(x).reshape(-1)
+        term = generator_d_term(logits, self.config.threshold)
+        buf.d_grad[k].copy_(input_gradient(term, x, retain_graph=True))
+        buf.d_score[k].copy_(logits.detach())
+        buf.d_term[k] = term.item()
+        buf.d_round[k] = round_index
+        self._fake_logits = logits
+
+    def update(self, k: int, round_index: int) -> float:
+        """Lines 21–22 and 26: m fresh real samples against slot k, one step on −J^D."""
+        real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, round_index))
+        loss = discriminator_loss(self.net(real).reshape(-1), self._fake_logits)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self._fake_logits = None
+        return loss.item()

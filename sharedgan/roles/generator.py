@@ -1,0 +1,80 @@
+"""Generator k: writes a batch into slot k, then back-propagates the errors D and C wrote there."""
+from __future__ import annotations
+
+import torch
+
+from ..beta_schedule import BetaSchedule, loss_gaps
+from ..buffer import SlotBuffer
+from ..config import TrainConfig
+from ..models import ModelSpec
+from ..seeding import stream
+from . import RoleState, make_model, make_optimizer
+
+
+class GeneratorRole(RoleState):
+    def __init__(self, config: TrainConfig, spec: ModelSpec, k: int):
+        self.config, self.spec, self.k = config, spec, k
+        self.name = f"generator-{k}"
+        self.net = make_model(config, "generator", spec, k)
+        self.opt = make_optimizer(config, "generator", self.net.parameters())
+        self.schedule = BetaSchedule(config.beta_schedule, config.beta0, config.decay, config.beta_tau)
+        self._sample: torch.Tensor | None = None  # the batch of this round, with its graph
+
+    def noise(self, n: int, purpose: str, round_index: int) -> torch.Tensor:
+        gen = stream(self.config.seed, purpose, self.k, round_index)
+        if self.config.noise == "uniform":
+            return torch.rand((n, self.spec.noise_dim), generator=gen) * 2 - 1
+        return torch.randn((n, self.spec.noise_dim), generator=gen)
+
+    def write_sample(self, buf: SlotBuffer, round_index: int) -> None:
+        """Algorithm 1 lines 7–9: sample z from the prior, generate m samples, put them in slot k."""
+        x = self.net(self.noise(self.config.batch_size, "noise", round_index))
+        buf.sample[self.k].copy_(x.detach())
+        buf.sample_round[self.k] = round_index
+        self._sample = x
+
+    def beta(self, buf: SlotBuffer, round_index: int) -> float:
+        """β_k for this round; the loss-gap schedules read every generator's previous-round loss."""
+        if self.config.k == 1:
+            return 0.0
+        gap = 0.0
+        if self.schedule.kind in ("loss-gap", "combined") and round_index > 0:
+            parity = (round_index - 1) % 2
+            rounds = buf.gen_round[:, parity]
+            if not bool((rounds == round_index - 1).all()):
+                raise RuntimeError(f"{self.name}: slot stats hold rounds {rounds.tolist()}, expected {round_index - 1}")
+            gap = loss_gaps(buf.gen_loss[:, parity].tolist())[self.k]
+        return self.schedule(round_index, gap)
+
+    def update(self, buf: SlotBuffer, round_index: int) -> tuple[float, float, float, float]:
+        """Lines 11–13: back-propagate D's error plus β_k × C's error; return (J^{G_k}, β_k, D term, C term).
+
+        D and C wrote ∂term/∂x of batch means, so ``x.backward(grad)`` is the backward of
+        J^{G_k} = D term + β_k · C term itself (the 1/m is already in the gradients).
+        """
+        k, two_players = self.k, self.config.k > 1
+        if int(buf.d_round[k]) != round_index or (two_players and int(buf.c_round[k]) != round_index):
+            raise RuntimeError(f"{self.name}: validation of round {round_index} missing "
+                               f"(D wrote {int(buf.d_round[k])}, C wrote {int(buf.c_round[k])})")
+        beta = self.beta(buf, round_index)
+        grad = buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k]
+        self.opt.zero_grad(set_to_none=True)
+        self._sample.backward(grad)
+        self.opt.step()
+        self._sample = None
+        d_term = float(buf.d_term[k])
+        c_term = float(buf.c_term[k]) if two_players else 0.0
+        loss = d_term + beta * c_term
+        parity = round_index % 2
+        buf.gen_loss[k, parity] = loss
+        buf.gen_beta[k, parity] = beta
+        buf.gen_round[k, parity] = round_index
+        return loss, beta, d_term, c_term
+
+    @torch.no_grad()
+    def write_eval(self, buf: SlotBuffer, round_index: int) -> None:
+        """Fresh samples for evaluation, from their own noise stream (never the training batch)."""
+        was_training = self.net.training
+        self.net.eval()
+        buf.eval_sample[self.k].copy_(self.net(self.noise(self.config.eval_samples, "eval-noise", round_index)))
+        self.net.train(was_training)
