@@ -103,9 +103,11 @@ def resolve_factory(reference: str) -> Callable[[ModelSpec], nn.Module]:
 
 
 def build_model(reference: str, spec: ModelSpec, seed: int) -> nn.Module:
-    """Build a model with its parameters initialised from ``seed`` (the global RNG is reseeded)."""
-    torch.manual_seed(seed)
-    model = resolve_factory(reference)(spec)
+    """Build a model with its parameters initialised from ``seed``; the caller's RNG is untouched."""
+    factory = resolve_factory(reference)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = factory(spec)
     if not isinstance(model, nn.Module):
         raise FactoryError(f"model factory {reference!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -14,7 +14,7 @@ import torch
 from . import checkpoint, rundir
 from .config import ConfigError, TrainConfig
 from .metrics import ModeReport, mode_report
-from .models import FactoryError, factory_reference, resolve_factory
+from .models import FactoryError, factory_reference
 from .record import RunRecorder
 from .roles import dataset_of, make_model, model_spec
 from .seeding import stream
@@ -71,14 +71,21 @@ class StopSignals:
 
 
 def _check_factories(config: TrainConfig) -> None:
+    """Turn factories into references and build each model once here, so a factory that cannot be
+    imported or returns the wrong thing is reported as bad input before anything is written."""
     for role in ("generator", "discriminator", "classifier"):
         name = f"{role}_factory"
         try:
-            ref = factory_reference(getattr(config, name))
-            resolve_factory(ref)
+            setattr(config, name, factory_reference(getattr(config, name)))
         except FactoryError as exc:
             raise ConfigError(str(exc)) from None
-        setattr(config, name, ref)
+    config.validate()
+    spec = model_spec(config)
+    for role in ("generator", "discriminator") + (("classifier",) if config.k > 1 else ()):
+        try:
+            make_model(config, role, spec)
+        except FactoryError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def train(config: TrainConfig | dict, force: bool = False, progress: bool = False) -> RunResult:
@@ -90,7 +97,6 @@ def train(config: TrainConfig | dict, force: bool = False, progress: bool = Fals
     """
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else dataclasses.replace(config)
     _check_factories(config)
-    config.validate()
     run_dir = rundir.prepare(config, force)
     handler = logging.FileHandler(rundir.log_path(run_dir, "runner"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -1,0 +1,76 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from leaks import Snapshot, wait_clean  # noqa: E402
+
+FIXTURES = str(Path(__file__).parent / "fixtures")
+TINY = ["--k", "2", "--batch-size", "32", "--hidden", "16", "--eval-samples", "200", "--quiet"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long trainings and many-seed studies (run from examples/ or benchmarks/)")
+
+
+@pytest.fixture
+def leak_check():
+    """Asserts that the test left no process, /dev/shm entry or socket behind."""
+    before = Snapshot.take()
+    yield before
+    leaks = wait_clean(before)
+    assert not leaks, f"left behind: {leaks}"
+
+
+class Launch:
+    """`python -m sharedgan launch ...` in a subprocess, with helpers to watch it."""
+
+    def __init__(self, out: Path, *args: str):
+        self.out = Path(out)
+        cmd = [sys.executable, "-m", "sharedgan", "launch", "--out", str(out), *args]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([FIXTURES, os.environ.get("PYTHONPATH", "")])}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
+        log = self.out / "logs" / "runner.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.exists() and text in log.read_text():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"launch exited early ({self.proc.returncode}): {self.proc.communicate()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not in {log} after {timeout} s")
+
+    def pids(self) -> dict:
+        return json.loads((self.out / "processes.json").read_text())
+
+    def signal(self, name: str, sig: int) -> float:
+        os.kill(self.pids()[name], sig)
+        return time.monotonic()
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def launch(tmp_path):
+    started = []
+
+    def start(*args, out=None):
+        job = Launch(out or tmp_path / f"run{len(started)}", *args)
+        started.append(job)
+        return job
+
+    yield start
+    for job in started:
+        if job.proc.poll() is None:
+            job.proc.send_signal(signal.SIGKILL)
+            job.proc.wait()

@@ -1,0 +1,66 @@
+"""The leak check itself: each kind of leak, planted on purpose, must be reported."""
+import os
+import socket
+import subprocess
+import tempfile
+
+import zmq
+
+from leaks import Snapshot, wait_clean
+
+
+def test_planted_process_is_found():
+    before = Snapshot.take()
+    child = subprocess.Popen(["sleep", "30"], env={**os.environ, "SHAREDGAN_RUN": "planted"})
+    try:
+        assert any("processes" in leak for leak in wait_clean(before, timeout=0.2))
+    finally:
+        child.kill()
+        child.wait()
+    assert not wait_clean(before)
+
+
+def test_planted_shm_entry_is_found():
+    before = Snapshot.take()
+    path = "/dev/shm/sharedgan-planted-leak"
+    open(path, "w").close()
+    try:
+        assert any("shm" in leak for leak in Snapshot.leaks(before, Snapshot.take()))
+    finally:
+        os.unlink(path)
+
+
+def test_planted_abstract_socket_is_found():
+    before = Snapshot.take()
+    context = zmq.Context()
+    sock = context.socket(zmq.PULL)
+    sock.bind("ipc://@sharedgan-planted")
+    try:
+        assert any("sockets" in leak for leak in Snapshot.leaks(before, Snapshot.take()))
+    finally:
+        sock.close(linger=0)
+        context.term()
+    assert not Snapshot.leaks(before, Snapshot.take())
+
+
+def test_planted_socket_file_is_found():
+    before = Snapshot.take()
+    folder = tempfile.mkdtemp(prefix="sharedgan-")
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(os.path.join(folder, "inbox"))
+    try:
+        assert any("files" in leak for leak in Snapshot.leaks(before, Snapshot.take()))
+    finally:
+        s.close()
+        os.unlink(os.path.join(folder, "inbox"))
+        os.rmdir(folder)
+
+
+def test_planted_fd_is_found():
+    before = Snapshot.take()
+    fd = os.open("/dev/null", os.O_RDONLY)
+    try:
+        assert any("fds" in leak for leak in Snapshot.leaks(before, Snapshot.take(), fds=True))
+    finally:
+        os.close(fd)
+    assert not Snapshot.leaks(before, Snapshot.take(), fds=True)

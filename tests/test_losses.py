@@ -1,0 +1,65 @@
+"""Every objective against literal constants worked out by hand (not by the code under test)."""
+import math
+
+import pytest
+import torch
+
+from sharedgan import losses
+
+LN2 = 0.6931471805599453            # softplus(0)
+SP_M2 = 0.1269280110429725          # softplus(-2) = ln(1 + e^-2)
+SP_M1 = 0.31326168751822286         # softplus(-1)
+SP_1 = 1.3132616875182228           # softplus(1)
+LOGIT_099 = 4.59511985013459        # ln(0.99 / 0.01)
+
+
+def test_discriminator_loss_is_minus_JD():
+    # −J^D = −½(log σ(0) + log σ(2)) − ½(log(1−σ(−1)) + log(1−σ(1)))
+    d_real, d_fake = torch.tensor([0.0, 2.0]), torch.tensor([-1.0, 1.0])
+    value = losses.discriminator_loss(d_real, d_fake).item()
+    assert value == pytest.approx((LN2 + SP_M2) / 2 + (SP_M1 + SP_1) / 2, abs=1e-7)
+    assert value == pytest.approx(1.2232992833196816, abs=1e-6)
+
+
+def test_classifier_loss_treats_other_generators_as_real():
+    # other-generator sample with logit 1 → −log σ(1) = softplus(−1); own sample with logit 1 → softplus(1)
+    value = losses.classifier_loss(torch.tensor([1.0]), torch.tensor([1.0])).item()
+    assert value == pytest.approx(SP_M1 + SP_1, abs=1e-6)
+    # swapping roles must change the value: the sign convention matters
+    assert losses.classifier_loss(torch.tensor([-3.0]), torch.tensor([3.0])).item() > 6.0
+
+
+def test_generator_d_term_is_one_minus_d_truncated():
+    d = torch.tensor([0.0, 1.0, 5.0], requires_grad=True)
+    term = losses.generator_d_term(d, threshold=0.99)
+    # (1 − 0) + (1 − 1) + (1 − logit 0.99), over 3; the third sample is past t = 0.99 and is clamped
+    assert term.item() == pytest.approx((1 + 0 + 1 - LOGIT_099) / 3, abs=1e-6)
+    assert term.item() == pytest.approx(-0.8650399500448632, abs=1e-6)
+    (grad,) = torch.autograd.grad(term, d)
+    # the paper's slip would be 1 + d, whose gradient is +1/3; ours lowers the loss as d rises
+    assert grad.tolist() == pytest.approx([-1 / 3, -1 / 3, 0.0], abs=1e-7)
+
+
+def test_generator_c_term_is_softplus_and_stable():
+    c = torch.tensor([0.0, -2.0], requires_grad=True)
+    term = losses.generator_c_term(c)
+    assert term.item() == pytest.approx((LN2 + SP_M2) / 2, abs=1e-7)
+    (grad,) = torch.autograd.grad(term, c)
+    # d softplus(c)/dc = σ(c); σ(0) = 0.5, σ(−2) = 0.11920292202211755, each over m = 2
+    assert grad.tolist() == pytest.approx([0.25, 0.11920292202211755 / 2], abs=1e-7)
+    # −log(1 − σ(c)) computed naively is inf at c = 100 in float32; softplus is finite (= c)
+    big = losses.generator_c_term(torch.tensor([100.0]))
+    assert math.isfinite(big.item()) and big.item() == pytest.approx(100.0)
+
+
+def test_threshold_logit_rejects_non_probabilities():
+    assert losses.threshold_logit(0.5) == 0.0
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError):
+            losses.threshold_logit(bad)
+
+
+def test_input_gradient_carries_one_over_m():
+    x = torch.ones(4, 2, requires_grad=True)
+    grad = losses.input_gradient((x.sum(dim=1) * 3).mean(), x)
+    assert torch.allclose(grad, torch.full((4, 2), 3 / 4))

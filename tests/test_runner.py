@@ -1,0 +1,84 @@
+"""The runner owns every process: a dead child, Ctrl-C, SIGTERM, a killed runner — and nothing left."""
+import signal
+import time
+
+import pytest
+import torch
+
+from conftest import TINY
+from sharedgan import checkpoint
+from sharedgan.record import read_run_file
+
+LONG = TINY + ["--k", "3", "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "100000"]
+
+
+def test_killed_generator_ends_the_run_naming_it(launch, leak_check):
+    job = launch(*LONG)
+    job.wait_for_log("training started")
+    killed_at = job.signal("generator-1", signal.SIGKILL)
+    code, _, err = job.finish()
+    elapsed = time.monotonic() - killed_at
+    assert code == 1
+    assert "generator-1" in err and "SIGKILL" in err and "logs/generator-1.log" in err
+    assert len(err.strip().splitlines()[-1]) < 300 and "Traceback" not in err
+    assert elapsed < 5.0, f"the run took {elapsed:.1f} s to end after the kill"
+    assert read_run_file(job.out / "run.h5")["attrs"]["status"] == "failed"
+
+
+def test_role_traceback_lands_in_its_log(launch, leak_check, tmp_path):
+    job = launch(*TINY, "--rounds", "50", "--discriminator-factory", "user_models:exploding_discriminator")
+    code, _, err = job.finish(120)
+    assert code == 1 and "discriminator exited with code 1" in err
+    log = (job.out / "logs" / "discriminator.log").read_text()
+    assert "Traceback" in log and "planted failure" in log
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_stops_everyone_and_leaves_a_checkpoint(launch, leak_check, sig, code):
+    job = launch(*LONG)
+    job.wait_for_log("training started")
+    sent_at = job.signal("runner", sig)
+    got, _, err = job.finish()
+    assert time.monotonic() - sent_at < 10.0
+    assert got == code, err
+    ckpt = checkpoint.latest(job.out)
+    assert ckpt is not None, "no complete checkpoint after the stop"
+    roles = ["generator-0", "generator-1", "generator-2", "discriminator", "classifier"]
+    rounds = set()
+    for role in roles:
+        state = torch.load(ckpt / f"{role}.pt", weights_only=True)
+        rounds.add(state["round"])
+        assert state["model"] and state["optimizer"]["state"]
+    assert len(rounds) == 1, f"roles stopped after different rounds: {rounds}"
+    data = read_run_file(job.out / "run.h5")
+    assert data["attrs"]["status"] == "interrupted"
+    assert data["attrs"]["rounds_completed"] == rounds.pop() + 1
+
+
+def test_children_die_with_a_killed_runner(launch, leak_check):
+    job = launch(*LONG)
+    job.wait_for_log("training started")
+    children = [pid for name, pid in job.pids().items() if name != "runner"]
+    job.signal("runner", signal.SIGKILL)
+    job.finish()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(_alive(p) for p in children):
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in children), "children outlived their runner by 5 s"
+
+
+def test_child_ignores_sigint(launch, leak_check):
+    job = launch(*TINY, "--rounds", "400", "--eval-every", "400")
+    job.wait_for_log("training started")
+    job.signal("generator-0", signal.SIGINT)
+    code, out, err = job.finish(180)
+    assert code == 0, err
+    assert "done: 400 rounds" in out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
