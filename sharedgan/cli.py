@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .beta_schedule import SCHEDULES
-from .config import ENGINES, NOISE_PRIORS, OPTIMIZERS, ConfigError, TrainConfig
+from .config import ENGINES, LR_DECAYS, NOISE_PRIORS, OPTIMIZERS, ConfigError, TrainConfig
 from .data import DATASETS
 from .models import FactoryError
 
@@ -30,6 +30,7 @@ LAUNCH_OPTIONS = [
     ("--lr-generator", "lr_generator", float, "Generator learning rate."),
     ("--lr-discriminator", "lr_discriminator", float, "Discriminator learning rate."),
     ("--lr-classifier", "lr_classifier", float, "Classifier (adjustment component) learning rate."),
+    ("--lr-decay", "lr_decay", click.Choice(LR_DECAYS), "none: constant learning rates. linear: all fall linearly to 0 by the last round."),
     ("--optimizer-generator", "optimizer_generator", click.Choice(OPTIMIZERS), "Generator optimiser."),
     ("--optimizer-discriminator", "optimizer_discriminator", click.Choice(OPTIMIZERS), "Discriminator optimiser."),
     ("--optimizer-classifier", "optimizer_classifier", click.Choice(OPTIMIZERS), "Classifier optimiser."),

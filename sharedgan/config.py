@@ -18,6 +18,7 @@ from .models import BUILTIN_FACTORIES
 ENGINES = ("parallel", "sequential")
 OPTIMIZERS = ("adam", "sgd")
 NOISE_PRIORS = ("normal", "uniform")
+LR_DECAYS = ("none", "linear")
 
 
 class ConfigError(ValueError):
@@ -47,6 +48,7 @@ class TrainConfig:
     optimizer_generator: str = "adam"
     optimizer_discriminator: str = "adam"
     optimizer_classifier: str = "adam"
+    lr_decay: str = "linear"  # every learning rate falls linearly to 0 over the run; "none" keeps them
     adam_beta1: float = 0.5
     adam_beta2: float = 0.999
     beta_schedule: str = "time"
@@ -75,6 +77,11 @@ class TrainConfig:
     def decay(self) -> float:
         return default_decay(self.rounds) if self.beta_decay is None else self.beta_decay
 
+    def lr_factor(self, round_index: int) -> float:
+        """The learning-rate multiplier of a round: a function of the round alone, like every RNG
+        stream, so both engines and a resumed run agree."""
+        return 1.0 - round_index / self.rounds if self.lr_decay == "linear" else 1.0
+
     @property
     def roles(self) -> list[str]:
         """Every role of the run: generator-0..K-1, discriminator, and classifier when K > 1."""
@@ -94,6 +101,7 @@ class TrainConfig:
         choice("dataset", DATASETS)
         choice("engine", ENGINES)
         choice("noise", NOISE_PRIORS)
+        choice("lr_decay", LR_DECAYS)
         choice("beta_schedule", SCHEDULES)
         for role in ("generator", "discriminator", "classifier"):
             choice(f"optimizer_{role}", OPTIMIZERS)

@@ -45,6 +45,15 @@ class RoleState:
     net: torch.nn.Module
     opt: torch.optim.Optimizer
 
+    config: TrainConfig
+    lr_role: str
+
+    def set_round(self, round_index: int) -> None:
+        """Apply the round's learning rate (``--lr-decay``); cheap and idempotent."""
+        lr = getattr(self.config, f"lr_{self.lr_role}") * self.config.lr_factor(round_index)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+
     def state_dict(self, round_index: int) -> dict:
         return {"round": round_index, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "torch_rng": torch.get_rng_state()}

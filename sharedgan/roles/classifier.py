@@ -15,6 +15,7 @@ from . import RoleState, make_model, make_optimizer
 
 
 class ClassifierRole(RoleState):
+    lr_role = "classifier"
     name = "classifier"
 
     def __init__(self, config: TrainConfig, spec: ModelSpec):
@@ -27,6 +28,7 @@ class ClassifierRole(RoleState):
         ("fake"), then score slot k with the updated C and save the error. Returns C's loss."""
         if not bool((buf.sample_round == round_index).all()):
             raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
+        self.set_round(round_index)
         K, m = buf.num_slots, self.config.batch_size
         logits = self.net(buf.sample.reshape(K * m, *buf.sample.shape[2:]))[:, k].reshape(K, m)
         others = torch.ones(K, dtype=torch.bool)

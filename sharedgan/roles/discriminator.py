@@ -13,6 +13,7 @@ from . import RoleState, make_model, make_optimizer
 
 
 class DiscriminatorRole(RoleState):
+    lr_role = "discriminator"
     name = "discriminator"
 
     def __init__(self, config: TrainConfig, spec: ModelSpec, dataset: GaussianMixture):
@@ -42,6 +43,7 @@ class DiscriminatorRole(RoleState):
 
     def update(self, k: int, round_index: int) -> float:
         """Lines 21–22 and 26: m fresh real samples against slot k, one step on −J^D."""
+        self.set_round(round_index)
         real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, round_index))
         loss = discriminator_loss(self.net(real).reshape(-1), self._fake_logits)
         self.opt.zero_grad(set_to_none=True)

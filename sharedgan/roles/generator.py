@@ -12,6 +12,7 @@ from . import RoleState, make_model, make_optimizer
 
 
 class GeneratorRole(RoleState):
+    lr_role = "generator"
     def __init__(self, config: TrainConfig, spec: ModelSpec, k: int):
         self.config, self.spec, self.k = config, spec, k
         self.name = f"generator-{k}"
@@ -56,6 +57,7 @@ class GeneratorRole(RoleState):
         if int(buf.d_round[k]) != round_index or (two_players and int(buf.c_round[k]) != round_index):
             raise RuntimeError(f"{self.name}: validation of round {round_index} missing "
                                f"(D wrote {int(buf.d_round[k])}, C wrote {int(buf.c_round[k])})")
+        self.set_round(round_index)
         beta = self.beta(buf, round_index)
         grad = buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k]
         self.opt.zero_grad(set_to_none=True)
