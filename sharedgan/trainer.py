@@ -27,8 +27,9 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, result: "RunResult", signum: int):
         self.result, self.signum = result, signum
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint of round "
-                         f"{result.rounds_completed - 1} in {result.run_dir}")
+        where = (f"checkpoint of round {result.rounds_completed - 1} in {result.run_dir}" if result.rounds_completed
+                 else f"during start-up, before any round; nothing to resume in {result.run_dir}")
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; {where}")
 
 
 @dataclass

@@ -52,7 +52,7 @@ class Launch:
         return json.loads((self.out / "processes.json").read_text())
 
     def signal(self, name: str, sig: int) -> float:
-        os.kill(self.pids()[name], sig)
+        os.kill(self.proc.pid if name == "runner" else self.pids()[name], sig)
         return time.monotonic()
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:

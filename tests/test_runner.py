@@ -33,9 +33,10 @@ def test_role_traceback_lands_in_its_log(launch, leak_check, tmp_path):
     assert "Traceback" in log and "planted failure" in log
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_stops_everyone_and_leaves_a_checkpoint(launch, leak_check, sig, code):
-    job = launch(*LONG)
+@pytest.mark.parametrize("sig, code, engine", [(signal.SIGINT, 130, "parallel"), (signal.SIGTERM, 143, "parallel"),
+                                               (signal.SIGINT, 130, "sequential")])
+def test_interrupt_stops_everyone_and_leaves_a_checkpoint(launch, leak_check, sig, code, engine):
+    job = launch(*LONG, "--engine", engine)
     job.wait_for_log("training started")
     sent_at = job.signal("runner", sig)
     got, _, err = job.finish()
@@ -53,6 +54,15 @@ def test_interrupt_stops_everyone_and_leaves_a_checkpoint(launch, leak_check, si
     data = read_run_file(job.out / "run.h5")
     assert data["attrs"]["status"] == "interrupted"
     assert data["attrs"]["rounds_completed"] == rounds.pop() + 1
+
+
+def test_interrupt_during_start_up_stops_at_once(launch, leak_check):
+    job = launch(*LONG)
+    job.wait_for_log("spawned")
+    sent_at = job.signal("runner", signal.SIGINT)
+    code, _, err = job.finish()
+    assert code == 130 and "before any round" in err
+    assert time.monotonic() - sent_at < 10.0
 
 
 def test_children_die_with_a_killed_runner(launch, leak_check):

@@ -268,6 +268,9 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
                 missing = ", ".join(sorted(set(roles) - ready))
                 failure = RoleFailed(missing, None, None, f"{missing} did not start within {config.startup_timeout:g} s")
                 break
+            if stop.requested and len(ready) < len(roles):
+                log.info("stop requested during start-up; no round ran, nothing to checkpoint")
+                break
             if stop.requested and stop_sent_at is None:
                 outbox.send("discriminator", Kind.STOP)
                 stop_sent_at = now

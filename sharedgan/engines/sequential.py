@@ -5,6 +5,7 @@ steps on the same buffer layout, no IPC, no waits.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ..roles.discriminator import DiscriminatorRole
 from ..roles.generator import GeneratorRole
 from . import checkpoint_due, eval_due, mean
 
+log = logging.getLogger("sharedgan")
+
 
 def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
     """Train; return the last round run (the round that starts after a stop request is the last)."""
@@ -32,6 +35,7 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
     clf = ClassifierRole(config, spec) if config.k > 1 else None
     roles = generators + [disc] + ([clf] if clf else [])
     recorder.start_training()
+    log.info("training started")
     n = -1
     for n in range(config.rounds):
         final = n == config.rounds - 1 or stop.requested
