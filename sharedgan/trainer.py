@@ -27,9 +27,14 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, result: "RunResult", signum: int):
         self.result, self.signum = result, signum
-        where = (f"checkpoint of round {result.rounds_completed - 1} in {result.run_dir}" if result.rounds_completed
-                 else f"during start-up, before any round; nothing to resume in {result.run_dir}")
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; {where}")
+        latest = checkpoint.latest(result.run_dir)
+        if result.rounds_completed == 0:
+            where = f"during start-up, before any round; nothing to resume in {result.run_dir}"
+        elif latest is None:
+            where = f"no complete checkpoint in {result.run_dir}"
+        else:
+            where = f"latest checkpoint {latest}"
+        super().__init__(f"interrupted by {signal.Signals(signum).name} after {result.rounds_completed} rounds; {where}")
 
 
 @dataclass
