@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from typing import Callable, Iterable
 
@@ -85,6 +86,9 @@ class ProcessGroup:
         self.exited: dict[str, int] = {}
 
     def spawn(self, name: str, target: Callable, args: tuple, log: str) -> BaseProcess:
+        # multiprocessing starts its resource tracker at the first spawn; start it first, so the
+        # interpreter-wide tracker never carries this run's marker
+        resource_tracker.ensure_running()
         previous = os.environ.get(RUN_ENV)
         os.environ[RUN_ENV] = self.run_id  # inherited by the child, never by anyone else
         try:

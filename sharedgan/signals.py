@@ -8,8 +8,9 @@ Topology: every process binds one PULL inbox and keeps one PUSH socket per peer 
 (PUSH load-balances across connections, so one socket per peer keeps delivery addressed).
 Endpoints are Linux abstract-namespace ``ipc://@…`` names, which leave nothing on disk on any
 exit path; elsewhere they are ``ipc://`` files in a private 0700 folder that the runner removes.
-Every socket closes with LINGER 0, every wait polls with a timeout, and an ABORT from the runner
-interrupts any wait.
+Every wait polls with a timeout, and an ABORT from the runner interrupts any wait. Sockets close
+with LINGER 0, except after a normal finish (see :meth:`Outbox.close`); a role's last act is the
+FINISHED → DISMISSED handshake with the runner, so no report of the final round is lost.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class Kind(enum.IntEnum):
     CHECKPOINT_SAVED = 9  # any role → runner: its state at round n is on disk
     STOP = 10             # runner → D: finish soon (D makes the round that starts next the final one)
     ABORT = 11            # runner → every role: exit now, no checkpoint
+    FINISHED = 12         # any role → runner, its last message: everything it had to say was sent before this
+    DISMISSED = 13        # runner → role: FINISHED (and so all before it, one pipe keeps order) was processed
 
 
 class Role(enum.IntEnum):
@@ -202,7 +205,9 @@ class Outbox:
         except zmq.Again:
             self.dropped += 1
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """LINGER 0 on every abnormal path; a role that finished normally passes a short bounded
+        linger so its last signals (FINAL, RELEASED) reach peers that are still reading."""
         for sock in self.sockets.values():
-            sock.close(linger=0)
+            sock.close(linger=linger_ms)
         self.sockets.clear()

@@ -15,6 +15,8 @@ runner (or the last planned round) is final, and it stamps that on its RELEASED 
 roles stop after the same round and the final checkpoint is consistent.
 
 ROUND_DONE values: generator (J^{G_k}, β_k, D term, C term); D (mean −J^D); C (mean C loss).
+A role that finished says FINISHED and exits only when the runner DISMISSED it, so the runner has
+processed every message of that role (one pipe keeps order) before the role's sockets go.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ log = logging.getLogger("sharedgan")
 EXIT_ABORTED = 3
 STOP_GRACE = 8.0  # seconds the roles get to finish their final round after a STOP
 ABORT_GRACE = 2.0
+FINAL_LINGER_MS = 1000  # bounded: a normal exit never waits longer than this on a dead peer
 
 
 class _Links:
@@ -163,6 +166,7 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
     endpoints = Endpoints(*endpoint_spec)
     mailbox = outbox = None
     code = 0
+    finished_cleanly = False
     try:
         mailbox = Mailbox(context, endpoints.address(name), token, watchdog)
         if name.startswith("generator-"):
@@ -180,7 +184,11 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
                 outbox = Outbox(context, token, Role.CLASSIFIER, -1, endpoints, ["runner"] + generators)
                 loop = lambda links: _classifier_loop(config, Path(run_dir), buf, links)  # noqa: E731
         buf = SlotBuffer.attach(buffer_handle)
-        loop(_Links(mailbox, outbox, config))
+        links = _Links(mailbox, outbox, config)
+        loop(links)
+        links.send("runner", Kind.FINISHED, outbox.slot)
+        mailbox.wait_for(Kind.DISMISSED, Role.RUNNER, timeout=config.signal_timeout)
+        finished_cleanly = True
         log.info("%s finished", name)
     except Aborted:
         log.info("%s aborted by the runner", name)
@@ -189,9 +197,10 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
         traceback.print_exc()
         code = 1
     finally:
-        for part in (mailbox, outbox):
-            if part is not None:
-                part.close()
+        if mailbox is not None:
+            mailbox.close()
+        if outbox is not None:
+            outbox.close(linger_ms=FINAL_LINGER_MS if finished_cleanly else 0)
         context.term()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -250,6 +259,8 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
                         for k in range(config.k):
                             outbox.send(f"generator-{k}", Kind.EVAL_RELEASED, k, msg.round)
                         recorder.evaluate(msg.round, samples, max(eval_ready.pop(msg.round)))
+                elif msg.kind == Kind.FINISHED:
+                    outbox.send(name, Kind.DISMISSED)
                 elif msg.kind == Kind.CHECKPOINT_SAVED:
                     saved[msg.round] = saved.get(msg.round, 0) + 1
                     if saved[msg.round] == len(roles):
