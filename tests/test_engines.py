@@ -54,3 +54,13 @@ def test_different_seeds_differ(tmp_path):
     a = train(TrainConfig(seed=1, out=str(tmp_path / "a"), **base))
     b = train(TrainConfig(seed=2, out=str(tmp_path / "b"), **base))
     assert _max_difference(a.run_dir, b.run_dir, ["generator-0"]) > 1e-3
+
+
+def test_grid25_trains_in_both_engines(tmp_path):
+    base = dict(k=3, dataset="grid25", rounds=20, eval_every=10, eval_samples=300, batch_size=32, hidden=16, seed=5)
+    seq = train(TrainConfig(engine="sequential", out=str(tmp_path / "seq"), **base))
+    par = train(TrainConfig(engine="parallel", out=str(tmp_path / "par"), **base))
+    data = read_run_file(par.run_dir / "run.h5")
+    assert data["data/centers"].shape == (25, 2) and data["eval/generator_table"].shape == (2, 3, 26)
+    assert np.isfinite(data["loss/generator"]).all() and np.isfinite(data["loss/classifier"]).all()
+    assert _max_difference(seq.run_dir, par.run_dir, TrainConfig(**base).roles) <= 1e-6
