@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--out", default="runs/seeds")
     ap.add_argument("extra", nargs="*", help="more `sharedgan launch` options, after --")
     args = ap.parse_args()
-    rows, ok = [], True
+    ok = True
     print(f"{'seed':>4} {'engine':>10} {'wall s':>7} {'modes':>6} {'lenient':>7} {'high q':>7} {'KL':>7}")
     for seed in [int(s) for s in args.seeds.split(",")]:
         out = Path(args.out) / f"{args.engine}-seed{seed}"

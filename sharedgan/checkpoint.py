@@ -36,14 +36,14 @@ def save_role(run_dir: Path, round_index: int, role: str, state: dict) -> Path:
     return path
 
 
-def finalize(run_dir: Path, round_index: int, roles: list[str], keep: int, extra: dict | None = None) -> Path:
+def finalize(run_dir: Path, round_index: int, roles: list[str], keep: int) -> Path:
     """Publish round ``round_index`` once every role's file is in place; prune older ones."""
     folder = partial_dir(run_dir, round_index)
     missing = [r for r in roles if not (folder / f"{r}.pt").exists()]
     if missing:
         raise RuntimeError(f"checkpoint of round {round_index} lacks {', '.join(missing)}")
     manifest = {"round": round_index, "roles": roles, "format": 1,
-                "rng": "counter-based: every stream is derived from (seed, purpose, role, round)", **(extra or {})}
+                "rng": "counter-based: every stream is derived from (seed, purpose, role, round)"}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     final = checkpoint_root(run_dir) / f"{PREFIX}{round_index:07d}"
     if final.exists():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .beta_schedule import SCHEDULES, default_decay
@@ -71,7 +71,6 @@ class TrainConfig:
     signal_timeout: float = 120.0  # seconds any role waits for a peer before it gives up
     startup_timeout: float = 180.0
     out: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def decay(self) -> float:

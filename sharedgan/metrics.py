@@ -8,7 +8,7 @@ which mode; its last column counts each generator's low-quality samples.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,7 +29,6 @@ class ModeReport:
     kl_uniform: float
     mode_histogram: np.ndarray  # [modes] high-quality counts
     generator_table: np.ndarray  # [K, modes + 1]
-    extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {

@@ -28,7 +28,6 @@ data/centers        [M, *sample_shape], attribute std
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import socket
@@ -213,6 +212,3 @@ def read_run_file(path: Path) -> dict:
     out["config"] = json.loads(out["attrs"]["config"])
     return out
 
-
-def is_finite(*values: float) -> bool:
-    return all(math.isfinite(v) for v in values)

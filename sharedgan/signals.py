@@ -91,10 +91,6 @@ def decode(token: bytes, frame: bytes) -> Message | None:
     return Message(Kind(kind), Role(role), slot, rnd, tuple(vals))
 
 
-def role_name(role: Role, slot: int) -> str:
-    return f"generator-{slot}" if role == Role.GENERATOR else role.name.lower()
-
-
 class Endpoints:
     """Names the inbox address of every process of one run."""
 

@@ -1,6 +1,5 @@
 """The Python API with a user's own model factory from a module that is not part of sharedgan."""
 import multiprocessing.resource_tracker as resource_tracker
-import sys
 
 import pytest
 import torch

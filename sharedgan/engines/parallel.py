@@ -29,7 +29,6 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
 import zmq
 
 from .. import checkpoint
