@@ -51,6 +51,9 @@ def finalize(run_dir: Path, round_index: int, roles: list[str], keep: int) -> Pa
     os.replace(folder, final)
     for old in complete_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    for stale in checkpoint_root(run_dir).glob(f"{PREFIX}*.partial"):  # left by an aborted run
+        if int(stale.name[len(PREFIX):-len(".partial")]) < round_index:
+            shutil.rmtree(stale, ignore_errors=True)
     return final
 
 

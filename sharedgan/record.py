@@ -114,9 +114,10 @@ class RunRecorder:
                 self._bar.update(1)
 
     def finish_training(self) -> None:
-        """Freeze the training clock (plots and file writes after this are not training)."""
+        """Freeze the training clock at the end of the last completed round, so process shutdown,
+        plots and file writes after it are never counted as training."""
         if self._t_end is None:
-            self._t_end = time.perf_counter()
+            self._t_end = self._t_last if self._t_last is not None else time.perf_counter()
 
     def train_seconds(self) -> float:
         if self._t_train is None:
@@ -140,14 +141,19 @@ class RunRecorder:
         return text
 
     # ---- evaluation --------------------------------------------------------------------------
-    def evaluate(self, n: int, eval_samples: torch.Tensor, generation_seconds: float) -> ModeReport:
-        """Metrics on fresh samples ([K, N, ...], one batch per generator) mixed uniformly."""
+    def evaluate(self, n: int, eval_samples: torch.Tensor, generation_seconds: float,
+                 metrics_overlap_training: bool = False) -> ModeReport:
+        """Metrics on fresh samples ([K, N, ...], one batch per generator) mixed uniformly.
+
+        Evaluation time is subtracted from training time; in the parallel engine the runner's
+        metric computation runs while the roles train (``metrics_overlap_training``), so only the
+        generators' sample-writing time is subtracted there."""
         t0 = time.perf_counter()
         assignment = mixture_assignment(self.config.eval_samples, self.config.k, self.config.seed, n)
         samples = mix(eval_samples, assignment)
         report = mode_report(samples, assignment, self.dataset.centers, self.dataset.std, self.config.k)
         seconds = generation_seconds + time.perf_counter() - t0
-        self.eval_seconds += seconds
+        self.eval_seconds += generation_seconds if metrics_overlap_training else seconds
         self.evals.append({"round": n, "train_seconds": self.train_seconds(), "seconds": seconds,
                            **report.summary(), "mode_histogram": report.mode_histogram,
                            "generator_table": report.generator_table, "samples": samples.numpy().astype(np.float32),

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
@@ -91,10 +92,16 @@ class ProcessGroup:
         resource_tracker.ensure_running()
         previous = os.environ.get(RUN_ENV)
         os.environ[RUN_ENV] = self.run_id  # inherited by the child, never by anyone else
+        # A terminal's Ctrl-C reaches the whole process group; a child spends seconds importing
+        # torch before prepare_child runs, so it must inherit an ignored SIGINT (kept across exec).
+        main = threading.current_thread() is threading.main_thread()
+        old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
             proc = self.context.Process(target=target, args=args, name=name, daemon=True)
             proc.start()
         finally:
+            if main:
+                signal.signal(signal.SIGINT, old_sigint)
             if previous is None:
                 os.environ.pop(RUN_ENV, None)
             else:

@@ -181,7 +181,7 @@ class Mailbox:
 
 
 class Outbox:
-    """PUSH sockets to named peers; sends never block (a dead peer's messages are dropped)."""
+    """PUSH sockets to named peers; sends never block."""
 
     def __init__(self, context: zmq.Context, token: bytes, role: Role, slot: int, endpoints: Endpoints,
                  peers: Iterable[str]):
@@ -195,11 +195,16 @@ class Outbox:
             self.sockets[name] = sock
         self.dropped = 0
 
-    def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values: Iterable[float] = ()) -> None:
+    def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values: Iterable[float] = (),
+             required: bool = True) -> None:
+        """Queue one signal without blocking. A full queue (10,000 unread signals) means the peer
+        is gone or stuck: a required signal then raises, an optional one is counted as dropped."""
         try:
             self.sockets[to].send(encode(self.token, kind, self.role, slot, round, values), zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
+            if required:
+                raise SignalTimeout(f"{to} is not reading its signals ({kind.name} could not be queued)") from None
 
     def close(self, linger_ms: int = 0) -> None:
         """LINGER 0 on every abnormal path; a role that finished normally passes a short bounded

@@ -35,7 +35,8 @@ class Launch:
         self.out = Path(out)
         cmd = [sys.executable, "-m", "sharedgan", "launch", "--out", str(out), *args]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([FIXTURES, os.environ.get("PYTHONPATH", "")])}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=True)  # its own group, as a job in a terminal
 
     def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
         log = self.out / "logs" / "runner.log"
@@ -53,6 +54,11 @@ class Launch:
 
     def signal(self, name: str, sig: int) -> float:
         os.kill(self.proc.pid if name == "runner" else self.pids()[name], sig)
+        return time.monotonic()
+
+    def interrupt_group(self) -> float:
+        """Ctrl-C as a terminal sends it: SIGINT to every process of the job's group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
         return time.monotonic()
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:

@@ -56,10 +56,10 @@ def test_interrupt_stops_everyone_and_leaves_a_checkpoint(launch, leak_check, si
     assert data["attrs"]["rounds_completed"] == rounds.pop() + 1
 
 
-def test_interrupt_during_start_up_stops_at_once(launch, leak_check):
+def test_ctrl_c_to_the_whole_group_during_start_up_stops_at_once(launch, leak_check):
     job = launch(*LONG)
-    job.wait_for_log("spawned")
-    sent_at = job.signal("runner", signal.SIGINT)
+    job.wait_for_log("spawned")  # children are still importing torch
+    sent_at = job.interrupt_group()
     code, _, err = job.finish()
     assert code == 130 and "before any round" in err
     assert time.monotonic() - sent_at < 10.0
@@ -75,6 +75,15 @@ def test_children_die_with_a_killed_runner(launch, leak_check):
     while time.monotonic() < deadline and any(_alive(p) for p in children):
         time.sleep(0.05)
     assert not any(_alive(p) for p in children), "children outlived their runner by 5 s"
+
+
+def test_ctrl_c_to_the_whole_group_while_training(launch, leak_check):
+    job = launch(*LONG)
+    job.wait_for_log("training started")
+    sent_at = job.interrupt_group()
+    code, _, err = job.finish()
+    assert code == 130, err
+    assert time.monotonic() - sent_at < 10.0 and checkpoint.latest(job.out) is not None
 
 
 def test_child_ignores_sigint(launch, leak_check):

@@ -47,7 +47,7 @@ from . import checkpoint_due, eval_due, mean
 log = logging.getLogger("sharedgan")
 
 EXIT_ABORTED = 3
-STOP_GRACE = 8.0  # seconds the roles get to finish their final round after a STOP
+STOP_GRACE = 8.0  # seconds without progress (a round or a checkpoint) the roles get after a STOP
 ABORT_GRACE = 2.0
 FINAL_LINGER_MS = 1000  # bounded: a normal exit never waits longer than this on a dead peer
 
@@ -115,7 +115,7 @@ def _discriminator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, lin
             losses.append(role.update(k, n))
             links.send(f"generator-{k}", Kind.RELEASED, k, n, (1.0 if final else 0.0,))
         links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
-        if final and config.k > 1:
+        if final and config.k > 1 and n < config.rounds - 1:  # C knows the planned last round itself
             links.send("classifier", Kind.FINAL, -1, n)
         if checkpoint_due(config, n, final):
             checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
@@ -144,10 +144,11 @@ def _classifier_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links:
         for k in range(K):
             losses.append(role.serve_slot(buf, k, n))
             links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
-        for k in range(K):
-            links.send(f"generator-{k}", Kind.RELEASED, k, n)
-        links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
         final = n == config.rounds - 1
+        if not final:  # on the planned last round generators exit without waiting for this
+            for k in range(K):
+                links.send(f"generator-{k}", Kind.RELEASED, k, n)
+        links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
         if checkpoint_due(config, n, final):
             checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
             links.send("runner", Kind.CHECKPOINT_SAVED, -1, n)
@@ -214,12 +215,13 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
     endpoints = Endpoints()
     group = ProcessGroup(endpoints.run_id)
     context = zmq.Context()
-    inbox = Mailbox(context, endpoints.address("runner"), token)
-    outbox = Outbox(context, token, Role.RUNNER, -1, endpoints, config.roles)
+    inbox = outbox = None
     roles = config.roles
     failure: RoleFailed | None = None
     last_round = -1
     try:
+        inbox = Mailbox(context, endpoints.address("runner"), token)
+        outbox = Outbox(context, token, Role.RUNNER, -1, endpoints, roles)
         config_json = json.dumps(json.loads(config.to_json()))
         for name in roles:
             group.spawn(name, role_main, (name, config_json, str(run_dir), buf.handle(), endpoints.spec(), token,
@@ -244,6 +246,8 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
                         log.info("all %d roles ready, training started", len(roles))
                 elif msg.kind == Kind.ROUND_DONE:
                     last_round = max(last_round, msg.round)
+                    if stop_sent_at is not None:  # still making progress towards the final round
+                        stop_sent_at = time.monotonic()
                     if msg.role == Role.GENERATOR:
                         recorder.generator(msg.slot, msg.round, *msg.values)
                     elif msg.role == Role.DISCRIMINATOR:
@@ -257,11 +261,13 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
                         samples = buf.eval_sample.clone()
                         for k in range(config.k):
                             outbox.send(f"generator-{k}", Kind.EVAL_RELEASED, k, msg.round)
-                        recorder.evaluate(msg.round, samples, max(eval_ready.pop(msg.round)))
+                        recorder.evaluate(msg.round, samples, max(eval_ready.pop(msg.round)), metrics_overlap_training=True)
                 elif msg.kind == Kind.FINISHED:
                     outbox.send(name, Kind.DISMISSED)
                 elif msg.kind == Kind.CHECKPOINT_SAVED:
                     saved[msg.round] = saved.get(msg.round, 0) + 1
+                    if stop_sent_at is not None:
+                        stop_sent_at = time.monotonic()
                     if saved[msg.round] == len(roles):
                         checkpoint.finalize(run_dir, msg.round, roles, config.keep_checkpoints)
                         recorder.write()
@@ -292,11 +298,14 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
                 log.info("second interrupt: stopping without a final checkpoint")
                 break
     finally:
-        group.shutdown(ABORT_GRACE, ask=lambda: [outbox.send(r, Kind.ABORT) for r in roles])
-        inbox.close()
-        outbox.close()
-        context.term()
-        endpoints.cleanup()
+        try:
+            group.shutdown(ABORT_GRACE, ask=lambda: [outbox.send(r, Kind.ABORT, required=False) for r in roles])
+        finally:
+            for part in (inbox, outbox):
+                if part is not None:
+                    part.close()
+            context.term()
+            endpoints.cleanup()
         del buf
     if failure is not None:
         raise failure

@@ -26,7 +26,15 @@ log = logging.getLogger("sharedgan")
 
 def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
     """Train; return the last round run (the round that starts after a stop request is the last)."""
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    try:
+        return _train(config, run_dir, recorder, stop)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
     spec = model_spec(config, recorder.dataset)
     buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
                               shared=False)
