@@ -17,6 +17,7 @@ from .metrics import ModeReport, mode_report
 from .models import FactoryError, factory_reference
 from .record import RunRecorder
 from .roles import dataset_of, make_model, model_spec
+from .roles.generator import prior_noise
 from .seeding import stream
 
 log = logging.getLogger("sharedgan")
@@ -171,9 +172,7 @@ class Run:
     def sample(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """n samples of the mixture: each picks its generator uniformly. Returns (samples, generator)."""
         which = torch.randint(self.config.k, (n,), generator=stream(seed, "sample-mixture"))
-        gen = stream(seed, "sample-noise")
-        z = (torch.rand((n, self.config.noise_dim), generator=gen) * 2 - 1 if self.config.noise == "uniform"
-             else torch.randn((n, self.config.noise_dim), generator=gen))
+        z = prior_noise(n, self.config.noise_dim, self.config.noise, stream(seed, "sample-noise"))
         out = torch.empty((n, *self.dataset.sample_shape))
         for k, net in enumerate(self.generators):
             idx = (which == k).nonzero().flatten()

@@ -222,9 +222,8 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
     try:
         inbox = Mailbox(context, endpoints.address("runner"), token)
         outbox = Outbox(context, token, Role.RUNNER, -1, endpoints, roles)
-        config_json = json.dumps(json.loads(config.to_json()))
         for name in roles:
-            group.spawn(name, role_main, (name, config_json, str(run_dir), buf.handle(), endpoints.spec(), token,
+            group.spawn(name, role_main, (name, config.to_json(), str(run_dir), buf.handle(), endpoints.spec(), token,
                                           os.getpid()), str(log_path(run_dir, name)))
         (run_dir / "processes.json").write_text(json.dumps({"runner": os.getpid(), **group.pids()}, indent=2))
         log.info("spawned %s", ", ".join(f"{n} ({p})" for n, p in group.pids().items()))

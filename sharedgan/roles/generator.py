@@ -11,6 +11,13 @@ from ..seeding import stream
 from . import RoleState, make_model, make_optimizer
 
 
+def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> torch.Tensor:
+    """z ~ the configured prior: standard normal, or uniform on [−1, 1]."""
+    if prior == "uniform":
+        return torch.rand((n, noise_dim), generator=gen) * 2 - 1
+    return torch.randn((n, noise_dim), generator=gen)
+
+
 class GeneratorRole(RoleState):
     lr_role = "generator"
     def __init__(self, config: TrainConfig, spec: ModelSpec, k: int):
@@ -23,9 +30,7 @@ class GeneratorRole(RoleState):
 
     def noise(self, n: int, purpose: str, round_index: int) -> torch.Tensor:
         gen = stream(self.config.seed, purpose, self.k, round_index)
-        if self.config.noise == "uniform":
-            return torch.rand((n, self.spec.noise_dim), generator=gen) * 2 - 1
-        return torch.randn((n, self.spec.noise_dim), generator=gen)
+        return prior_noise(n, self.spec.noise_dim, self.config.noise, gen)
 
     def write_sample(self, buf: SlotBuffer, round_index: int) -> None:
         """Algorithm 1 lines 7–9: sample z from the prior, generate m samples, put them in slot k."""
