@@ -9,8 +9,8 @@ Python API::
 __version__ = "0.1.0"
 
 from .config import ConfigError, TrainConfig  # noqa: E402
-from .trainer import RunResult, TrainingInterrupted, load_run, train  # noqa: E402
+from .trainer import RunResult, TrainingInterrupted, load_run, resume, train  # noqa: E402
 from .runner import RoleFailed  # noqa: E402
 
-__all__ = ["TrainConfig", "ConfigError", "train", "load_run", "RunResult", "TrainingInterrupted", "RoleFailed",
+__all__ = ["TrainConfig", "ConfigError", "train", "resume", "load_run", "RunResult", "TrainingInterrupted", "RoleFailed",
            "__version__"]

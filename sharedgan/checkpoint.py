@@ -1,13 +1,19 @@
 """Checkpoints: one directory per round, one file per role, made whole before it is visible.
 
 Each role writes ``checkpoints/round-NNNNNNN.partial/<role>.pt`` itself (a temporary file, then
-rename). When every role's file is there, the main process writes ``manifest.json`` and renames
-the directory to ``round-NNNNNNN``: a directory without ``.partial`` is always complete. Only the
-last ``keep`` complete checkpoints are kept. Files hold plain state dicts and load with
+rename). When every role's file is there, the main process writes ``manifest.json`` (the SHA-256 of
+every file, the fingerprint of the config that made it, the training seconds so far) and renames
+the directory to ``round-NNNNNNN``: a directory without ``.partial`` is complete. Only the last
+``keep`` complete checkpoints are kept. Files hold plain state dicts and load with
 ``torch.load(weights_only=True)``.
+
+A checkpoint is *intact* when its manifest parses and every file matches its checksum; readers
+(``--resume``, ``sharedgan sample``/``eval``, a respawned role) take the newest intact one, so a
+file damaged after the fact costs one checkpoint interval, never the run.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -15,7 +21,23 @@ from pathlib import Path
 
 import torch
 
+from . import faults
+from .config import ConfigError
+
 PREFIX = "round-"
+FORMAT = 2
+# The config fields a checkpoint's tensors depend on: resuming with any other value is refused.
+FINGERPRINT_FIELDS = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "generator_factory",
+                      "discriminator_factory", "classifier_factory", "optimizer_generator",
+                      "optimizer_discriminator", "optimizer_classifier")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used; the message says which and why."""
+
+
+def fingerprint(config) -> dict:
+    return {name: getattr(config, name) for name in FINGERPRINT_FIELDS}
 
 
 def checkpoint_root(run_dir: Path) -> Path:
@@ -26,35 +48,61 @@ def partial_dir(run_dir: Path, round_index: int) -> Path:
     return checkpoint_root(run_dir) / f"{PREFIX}{round_index:07d}.partial"
 
 
+def round_of(folder: Path) -> int:
+    return int(folder.name[len(PREFIX):].split(".")[0])
+
+
 def save_role(run_dir: Path, round_index: int, role: str, state: dict) -> Path:
     folder = partial_dir(run_dir, round_index)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{role}.pt"
     tmp = folder / f".{role}.pt.tmp"
     torch.save(state, tmp)
+    faults.point("checkpoint-write", role, round_index)
     os.replace(tmp, path)
     return path
 
 
-def finalize(run_dir: Path, round_index: int, roles: list[str], keep: int) -> Path:
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def finalize(run_dir: Path, round_index: int, roles: list[str], keep: int, info: dict | None = None) -> Path:
     """Publish round ``round_index`` once every role's file is in place; prune older ones."""
     folder = partial_dir(run_dir, round_index)
     missing = [r for r in roles if not (folder / f"{r}.pt").exists()]
     if missing:
         raise RuntimeError(f"checkpoint of round {round_index} lacks {', '.join(missing)}")
-    manifest = {"round": round_index, "roles": roles, "format": 1,
+    manifest = {"format": FORMAT, "round": round_index, "roles": roles,
+                "sha256": {r: _sha256(folder / f"{r}.pt") for r in roles}, **(info or {}),
                 "rng": "counter-based: every stream is derived from (seed, purpose, role, round)"}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    tmp = folder / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, folder / "manifest.json")
+    faults.point("checkpoint-rename", "runner", round_index)
     final = checkpoint_root(run_dir) / f"{PREFIX}{round_index:07d}"
     if final.exists():
         shutil.rmtree(final)
     os.replace(folder, final)
     for old in complete_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in checkpoint_root(run_dir).glob(f"{PREFIX}*.partial"):  # left by an aborted run
-        if int(stale.name[len(PREFIX):-len(".partial")]) < round_index:
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_partials(run_dir, below=round_index)
     return final
+
+
+def remove_partials(run_dir: Path, below: int | None = None, above: int | None = None) -> None:
+    """Delete ``.partial`` folders (left by an aborted run) older than ``below`` or newer than ``above``."""
+    root = checkpoint_root(run_dir)
+    if not root.is_dir():
+        return
+    for stale in root.glob(f"{PREFIX}*.partial"):
+        n = round_of(stale)
+        if (below is not None and n < below) or (above is not None and n > above):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:
@@ -65,10 +113,55 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
                   if p.is_dir() and p.name.startswith(PREFIX) and "." not in p.name and (p / "manifest.json").exists())
 
 
-def latest(run_dir: Path) -> Path | None:
-    found = complete_checkpoints(run_dir)
-    return found[-1] if found else None
+def read_manifest(folder: Path) -> dict:
+    """The manifest of an intact checkpoint; :class:`CheckpointError` says what is wrong otherwise."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert isinstance(manifest, dict) and manifest.get("format") == FORMAT
+        roles, sums = manifest["roles"], manifest["sha256"]
+        round_index = int(manifest["round"])
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        raise CheckpointError(f"{folder} has no readable manifest") from None
+    if round_index != round_of(folder):
+        raise CheckpointError(f"{folder}: its manifest is for round {round_index}")
+    for role in roles:
+        path = folder / f"{role}.pt"
+        if not path.exists():
+            raise CheckpointError(f"{folder} lacks {role}.pt")
+        if _sha256(path) != sums.get(role):
+            raise CheckpointError(f"{path} does not match its checksum (damaged after it was written)")
+    return manifest
 
 
-def load_role(checkpoint: Path, role: str) -> dict:
-    return torch.load(Path(checkpoint) / f"{role}.pt", map_location="cpu", weights_only=True)
+def latest(run_dir: Path, skipped: list[str] | None = None) -> Path | None:
+    """The newest intact checkpoint; the reasons newer ones were passed over go to ``skipped``."""
+    for folder in reversed(complete_checkpoints(run_dir)):
+        try:
+            read_manifest(folder)
+            return folder
+        except CheckpointError as exc:
+            if skipped is not None:
+                skipped.append(str(exc))
+    return None
+
+
+def check_compatible(folder: Path, config) -> dict:
+    """The manifest, after checking that the checkpoint was made by a config with the same tensors."""
+    manifest = read_manifest(folder)
+    made_by = manifest.get("fingerprint", {})
+    for name, value in fingerprint(config).items():
+        if made_by.get(name) != value:
+            flag = "--" + name.replace("_", "-")
+            raise CheckpointError(f"checkpoint {folder} was made with {flag} {made_by.get(name)!r}, this run has "
+                                  f"{value!r}; resume with the run's own settings or start a new run")
+    if manifest["roles"] != config.roles:
+        raise CheckpointError(f"checkpoint {folder} holds roles {', '.join(manifest['roles'])}, expected "
+                              f"{', '.join(config.roles)}")
+    return manifest
+
+
+def load_role(folder: Path, role: str) -> dict:
+    try:
+        return torch.load(Path(folder) / f"{role}.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"cannot load {Path(folder) / f'{role}.pt'}: {exc}".splitlines()[0]) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .beta_schedule import SCHEDULES
-from .config import ENGINES, LR_DECAYS, NOISE_PRIORS, OPTIMIZERS, ConfigError, TrainConfig
+from .config import ENGINES, LR_DECAYS, NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, ConfigError, TrainConfig
 from .data import DATASETS
 from .models import FactoryError
 
@@ -61,6 +61,11 @@ LAUNCH_OPTIONS = [
     ("--checkpoint-every", "checkpoint_every", int, "Checkpoint every N rounds (and at every stop)."),
     ("--keep-checkpoints", "keep_checkpoints", int, "Complete checkpoints to keep."),
     ("--signal-timeout", "signal_timeout", float, "Seconds a role waits for a peer's signal before the run fails."),
+    ("--heartbeat-timeout", "heartbeat_timeout", float,
+     "Seconds without a heartbeat after which a role counts as hung (stopped, deadlocked) and is killed."),
+    ("--on-failure", "on_failure", click.Choice(ON_FAILURE),
+     "stop: a crashed or hung role ends the run. respawn: restart it from its latest checkpoint while the others wait."),
+    ("--max-restarts", "max_restarts", int, "With --on-failure respawn: restarts allowed per role before the run gives up."),
     ("--out", "out", click.Path(), "Run directory [default: runs/<timestamp>]. A non-empty one is refused without --force."),
 ]
 
@@ -89,24 +94,36 @@ def cli():
 
 @cli.command()
 @click.option("--config", "config_file", type=click.Path(), help="Start from a config.json (e.g. a run's); options given here override it.")
+@click.option("--resume", "resume_dir", type=click.Path(),
+              help="Continue the run in this directory from its latest intact checkpoint (bit-exact on CPU). "
+                   "Only how it runs may change (--engine, --threads, --eval-every, checkpoints, timeouts, --on-failure).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty --out, replacing the run that is there.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_launch_options
-def launch(config_file, force, quiet, lr, **options):
+def launch(config_file, resume_dir, force, quiet, lr, **options):
     """Train K generators, a discriminator D and a classifier C.
 
     Writes the run directory: config.json, logs/, run.h5, checkpoints/, samples.png, curves.png,
-    evolution.png. Ctrl-C stops after one more round and leaves a checkpoint (exit code 130).
+    evolution.png. Ctrl-C stops after one more round and leaves a checkpoint (exit code 130);
+    --resume continues from it.
     """
-    from .trainer import TrainingInterrupted, train
-    config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+    from .trainer import TrainingInterrupted, resume_config, train
     if lr is not None:
-        config.lr_generator = config.lr_discriminator = config.lr_classifier = lr
-    for field, value in options.items():
-        if value is not None:
+        options.update(lr_generator=lr, lr_discriminator=lr, lr_classifier=lr)
+    given = {field: value for field, value in options.items() if value is not None}
+    if resume_dir is not None:
+        if config_file or force:
+            raise ConfigError("--resume takes the run's own config.json; drop --config and --force")
+        config = resume_config(resume_dir, given)
+    else:
+        config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        for field, value in given.items():
             setattr(config, field, value)
     try:
-        result = train(config, force=force, progress=not quiet)
+        from .rundir import default_out
+        config.out = config.out or default_out()
+        _LAST_RUN["out"] = config.out
+        result = train(config, force=force, progress=not quiet, resume=resume_dir is not None)
     except TrainingInterrupted as exc:
         click.echo(f"stopped: {exc}", err=True)
         sys.exit(130 if exc.signum == signal.SIGINT else 128 + exc.signum)
@@ -159,8 +176,24 @@ def eval_(run, n, seed):
     click.echo(format_report(r.evaluate(n, seed)))
 
 
+def _resume_hint(diverged: bool) -> str:
+    """Where a failed launch can go on from (resuming a divergence would only repeat it)."""
+    from . import checkpoint
+    out = _LAST_RUN.get("out")
+    found = checkpoint.latest(Path(out)) if out else None
+    if found is None:
+        return ""
+    if diverged:
+        return f"; the last good checkpoint is {found}"
+    return f"; resume from {found.name} with: sharedgan launch --resume {out}"
+
+
+_LAST_RUN: dict = {}
+
+
 def main(argv=None) -> None:
     """Console entry point: one-line errors and documented exit codes, never a traceback for bad input."""
+    from .roles import Diverged
     from .runner import RoleFailed
     try:
         code = cli.main(args=argv, prog_name="sharedgan", standalone_mode=False)
@@ -175,8 +208,8 @@ def main(argv=None) -> None:
     except (ConfigError, FactoryError) as exc:
         click.echo(f"error: {exc}", err=True)
         code = EXIT_USAGE
-    except RoleFailed as exc:
-        click.echo(f"failed: {exc}", err=True)
+    except (RoleFailed, Diverged) as exc:
+        click.echo(f"failed: {exc}{_resume_hint(diverged='diverged at round' in str(exc))}", err=True)
         code = EXIT_FAILED
     sys.exit(code or 0)
 

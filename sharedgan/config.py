@@ -19,10 +19,22 @@ ENGINES = ("parallel", "sequential")
 OPTIMIZERS = ("adam", "sgd")
 NOISE_PRIORS = ("normal", "uniform")
 LR_DECAYS = ("none", "linear")
+ON_FAILURE = ("stop", "respawn")
+# Settings that only say how the run is carried out: --resume may change them. Any other field
+# shapes the math, so resuming with a different value is refused.
+RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints",
+             "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure", "max_restarts", "out")
 
 
 class ConfigError(ValueError):
     """Bad user input; the message is one line that says what to do."""
+
+
+def _has_type(value, annotation: str) -> bool:
+    """Does a JSON value fit a field annotation ("int", "float | None", ...)? bool is not a number here."""
+    allowed = {"int": (int,), "float": (int, float), "str": (str,), "None": (type(None),)}
+    kinds = tuple(t for part in annotation.split("|") for t in allowed[part.strip()])
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
 
 
 @dataclass
@@ -70,6 +82,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     signal_timeout: float = 120.0  # seconds any role waits for a peer before it gives up
     startup_timeout: float = 180.0
+    heartbeat_timeout: float = 30.0  # a role silent this long (stopped, deadlocked) is killed as hung
+    # what a crashed role costs: "stop" ends the run; "respawn" restarts the role from its latest
+    # checkpoint while the others wait at a round boundary, at most max_restarts times per role
+    on_failure: str = "stop"
+    max_restarts: int = 3
     out: str | None = None
 
     @property
@@ -102,6 +119,7 @@ class TrainConfig:
         choice("noise", NOISE_PRIORS)
         choice("lr_decay", LR_DECAYS)
         choice("beta_schedule", SCHEDULES)
+        choice("on_failure", ON_FAILURE)
         for role in ("generator", "discriminator", "classifier"):
             choice(f"optimizer_{role}", OPTIMIZERS)
             lr = getattr(self, f"lr_{role}")
@@ -118,7 +136,14 @@ class TrainConfig:
         need(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1, "--adam-beta1/--adam-beta2 must lie in [0, 1)")
         need(self.mode_std is None or self.mode_std > 0, f"--mode-std must be > 0, got {self.mode_std!r}")
         need(self.ring_radius > 0 and self.grid_spacing > 0, "--ring-radius and --grid-spacing must be > 0")
-        need(self.signal_timeout > 0 and self.startup_timeout > 0, "timeouts must be > 0 seconds")
+        for name in ("signal_timeout", "startup_timeout", "heartbeat_timeout"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
+                 f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value!r}")
+        need(isinstance(self.max_restarts, int) and self.max_restarts >= 0,
+             f"--max-restarts must be an integer ≥ 0, got {self.max_restarts!r}")
+        need(self.out is None or (isinstance(self.out, str) and self.out.strip() and "\0" not in self.out),
+             f"out must be a directory path, got {self.out!r}")
         need(self.device == "cpu", f"--device {self.device!r} is not supported yet; use --device cpu "
                                    "(the CUDA slot buffer is planned, see the README)")
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"--seed must be an integer in [0, 2^63), got {self.seed!r}")
@@ -133,6 +158,9 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}; see 'sharedgan launch --help'")
+        for field in dataclasses.fields(cls):
+            if field.name in data and not _has_type(data[field.name], field.type):
+                raise ConfigError(f"config key {field.name!r} must be {field.type}, got {data[field.name]!r}")
         return cls(**data)
 
     @classmethod

@@ -3,7 +3,7 @@
 One object in the main process (the sequential engine itself, or the parallel engine's runner)
 receives every role's per-round numbers and is the only writer of ``run.h5``.
 
-run.h5, schema version 1 (every array's first axis is the round, 0-based; NaN where not recorded)
+run.h5, schema version 2 (every array's first axis is the round, 0-based; NaN where not recorded)
 --------------------------------------------------------------------------------------------------
 attributes   schema_version, status (running | complete | interrupted | failed), error, config (JSON),
              engine, k, rounds_planned, rounds_completed, startup_seconds, train_seconds,
@@ -24,6 +24,11 @@ eval/mode_histogram [E, M]  high-quality samples per mode
 eval/generator_table [E, K, M+1]  high-quality samples per (generator, mode); last column low quality
 eval/samples        [E, N, *sample_shape] float32, eval/generator [E, N] int16: the evaluated samples
 data/centers        [M, *sample_shape], attribute std
+events/round, events/seconds, events/role, events/what   [V]  what happened besides training: a
+                    resume, a role lost and restarted (round: the last round completed before it;
+                    seconds: since this process started); strings are UTF-8
+A resumed run continues the same file: rounds up to the checkpoint come from the earlier part,
+train_seconds adds up every part.
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ from .config import TrainConfig
 from .data import GaussianMixture
 from .metrics import ModeReport, mix, mixture_assignment, mode_report
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def software_versions() -> dict:
@@ -64,6 +69,8 @@ class RunRecorder:
             "beta": nan(R, K), "term/discriminator": nan(R, K), "term/classifier": nan(R, K), "time/round": nan(R),
         }
         self.evals: list[dict] = []
+        self.events: list[dict] = []
+        self.prior_train_seconds = 0.0  # training time of the earlier parts of a resumed run
         self.reports_needed = len(config.roles)
         self._reports: dict[int, int] = {}
         self.rounds_completed = 0
@@ -123,7 +130,39 @@ class RunRecorder:
         if self._t_train is None:
             return 0.0
         end = self._t_end if self._t_end is not None else time.perf_counter()
-        return end - self._t_train - self.eval_seconds
+        return self.prior_train_seconds + end - self._t_train - self.eval_seconds
+
+    def event(self, round_index: int, role: str, what: str) -> None:
+        self.events.append({"round": round_index, "seconds": time.perf_counter() - self._t_start, "role": role,
+                            "what": what})
+
+    def restore(self, previous: dict | None, round_index: int, train_seconds: float) -> None:
+        """Continue a run from its checkpoint of ``round_index``: keep the earlier part's series,
+        evaluations and events up to that round (``previous`` is its run.h5, or None if unreadable)."""
+        keep = round_index + 1
+        if previous is not None:
+            for name, values in self.series.items():
+                old = previous.get(name)
+                if old is not None and old.shape[1:] == values.shape[1:]:
+                    n = min(keep, len(old))
+                    values[:n] = old[:n]
+            ev = previous
+            for i, r in enumerate(ev.get("eval/round", [])):
+                if r <= round_index:
+                    e = {key: ev[f"eval/{key}"][i] for key in ("round", "train_seconds", "seconds", "high_quality",
+                         "kl_uniform", "modes_covered", "modes_covered_lenient", "mode_histogram",
+                         "generator_table", "samples", "generator")}
+                    e["round"], e["modes_covered"] = int(e["round"]), int(e["modes_covered"])
+                    self.evals.append(e)
+            for i, r in enumerate(ev.get("events/round", [])):
+                if r <= round_index:
+                    self.events.append({"round": int(r), "seconds": float(ev["events/seconds"][i]),
+                                        "role": _text(ev["events/role"][i]), "what": _text(ev["events/what"][i])})
+        self.rounds_completed = keep
+        self.prior_train_seconds = train_seconds
+        if self._bar is not None:
+            self._bar.update(keep)
+        self.event(round_index, "runner", f"resumed after round {round_index} (the latest intact checkpoint)")
 
     def _progress_text(self) -> str:
         n = self.rounds_completed - 1
@@ -198,6 +237,11 @@ class RunRecorder:
             f.create_dataset("eval/generator", data=stack("generator", (N,), np.int16), compression="gzip")
             centers = f.create_dataset("data/centers", data=self.dataset.centers.numpy())
             centers.attrs["std"] = self.dataset.std
+            text = h5py.string_dtype()
+            f.create_dataset("events/round", data=np.array([e["round"] for e in self.events], dtype=np.int64))
+            f.create_dataset("events/seconds", data=np.array([e["seconds"] for e in self.events], dtype=np.float64))
+            f.create_dataset("events/role", data=[e["role"] for e in self.events], dtype=text)
+            f.create_dataset("events/what", data=[e["what"] for e in self.events], dtype=text)
         os.replace(tmp, path)
         return path
 
@@ -205,6 +249,10 @@ class RunRecorder:
         if self._bar_cm is not None:
             self._bar_cm.__exit__(None, None, None)
             self._bar_cm = self._bar = None
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def read_run_file(path: Path) -> dict:
@@ -215,6 +263,9 @@ def read_run_file(path: Path) -> dict:
             raise ValueError(f"{path} has run-file schema {f.attrs.get('schema_version')}, expected {SCHEMA_VERSION}")
         out["attrs"] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
         f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    for name in ("events/role", "events/what"):
+        if name in out:
+            out[name] = [_text(v) for v in out[name]]
     out["config"] = json.loads(out["attrs"]["config"])
     return out
 

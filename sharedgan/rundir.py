@@ -1,6 +1,7 @@
 """The run directory: refuses to clobber a previous run, holds config, logs, run file, pictures."""
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
@@ -17,12 +18,53 @@ def default_out() -> str:
     return os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
 
 
-def prepare(config: TrainConfig, force: bool = False) -> Path:
-    """Create (or, with ``force``, reuse) the run directory and write ``config.json``."""
+class RunLock:
+    """An exclusive flock on the run directory for the life of a run, so a second launch with
+    --force or --resume cannot touch a run that is still training. The kernel drops it when the
+    holder dies, however it dies; nothing is written to disk."""
+
+    def __init__(self, run_dir: Path):
+        self.fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise ConfigError(f"{run_dir} is in use by a sharedgan run that is still going; wait for it, "
+                              "or stop it first") from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def prepare(config: TrainConfig, force: bool = False, resume: bool = False) -> tuple[Path, RunLock]:
+    """Create (or, with ``force``, reuse; with ``resume``, continue) the run directory, lock it, and
+    write ``config.json``."""
     run_dir = Path(config.out or default_out())
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} exists and is not a directory; choose another --out")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    lock = RunLock(run_dir) if run_dir.is_dir() else None
+    try:
+        _prepare(run_dir, force, resume)
+        lock = lock or RunLock(run_dir)
+        config.out = str(run_dir)
+        _write_atomic(run_dir / "config.json", config.to_json() + "\n")
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return run_dir, lock
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _prepare(run_dir: Path, force: bool, resume: bool) -> None:
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
         if not force:
             raise ConfigError(f"--out {run_dir} is not empty; choose another --out, or pass --force to replace its run")
         for name in ARTIFACTS:
@@ -39,9 +81,6 @@ def prepare(config: TrainConfig, force: bool = False) -> Path:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(f"cannot write to --out {run_dir}: {exc.strerror}; choose a writable directory") from None
-    config.out = str(run_dir)
-    (run_dir / "config.json").write_text(config.to_json() + "\n")
-    return run_dir
 
 
 def log_path(run_dir: Path, role: str) -> Path:

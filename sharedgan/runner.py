@@ -87,6 +87,12 @@ class ProcessGroup:
         self.exited: dict[str, int] = {}
 
     def spawn(self, name: str, target: Callable, args: tuple, log: str) -> BaseProcess:
+        """Start ``name`` (again, if an earlier process of that name has exited and was reaped)."""
+        if name in self.procs:
+            if name not in self.exited:
+                raise RuntimeError(f"{name} is still running")
+            self.procs.pop(name).close()
+            del self.exited[name]
         # multiprocessing starts its resource tracker at the first spawn; start it first, so the
         # interpreter-wide tracker never carries this run's marker
         resource_tracker.ensure_running()
@@ -131,6 +137,12 @@ class ProcessGroup:
                 self.exited[name] = proc.exitcode
                 newly.append((name, proc.exitcode))
         return newly
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child (a hung one); it is reaped like any other exit."""
+        proc = self.procs[name]
+        if proc.exitcode is None:
+            proc.kill()
 
     def running(self) -> list[str]:
         return [n for n, p in self.procs.items() if n not in self.exited and p.exitcode is None]

@@ -8,7 +8,7 @@ Topology: every process binds one PULL inbox and keeps one PUSH socket per peer 
 (PUSH load-balances across connections, so one socket per peer keeps delivery addressed).
 Endpoints are Linux abstract-namespace ``ipc://@…`` names, which leave nothing on disk on any
 exit path; elsewhere they are ``ipc://`` files in a private 0700 folder that the runner removes.
-Every wait polls with a timeout, and an ABORT from the runner interrupts any wait. Sockets close
+Every wait polls with a timeout, and an ABORT (or a RESYNC) from the runner interrupts any wait. Sockets close
 with LINGER 0, except after a normal finish (see :meth:`Outbox.close`); a role's last act is the
 FINISHED → DISMISSED handshake with the runner, so no report of the final round is lost.
 """
@@ -46,6 +46,11 @@ class Kind(enum.IntEnum):
     ABORT = 11            # runner → every role: exit now, no checkpoint
     FINISHED = 12         # any role → runner, its last message: everything it had to say was sent before this
     DISMISSED = 13        # runner → role: FINISHED (and so all before it, one pipe keeps order) was processed
+    BEGIN = 14            # runner → role: start (or, after a resync, restart) at round n
+    HEARTBEAT = 15        # any role → runner, about once a second from every wait: "I am making progress"
+    DIVERGED = 16         # role → runner: NaN or Inf in round n (the role's log says where); it exits next
+    RESYNC = 17           # runner → role: a peer was restarted; drop the current round and say where you were
+    RESYNC_ACK = 18       # role → runner: dropped round n, waiting for BEGIN
 
 
 class Role(enum.IntEnum):
@@ -57,6 +62,13 @@ class Role(enum.IntEnum):
 
 class Aborted(Exception):
     """The runner sent ABORT."""
+
+
+class Resync(Exception):
+    """The runner sent RESYNC: a peer was restarted, the current round is abandoned."""
+
+# Kinds that belong to one round; after a resync to round R, such messages of earlier rounds are stale.
+ROUND_SCOPED = frozenset({Kind.SAMPLE_READY, Kind.VALIDATION_READY, Kind.RELEASED, Kind.FINAL, Kind.EVAL_RELEASED})
 
 
 class SignalTimeout(RuntimeError):
@@ -142,6 +154,8 @@ class Mailbox:
                     self.rejected += 1
                 elif msg.kind == Kind.ABORT:
                     raise Aborted()
+                elif msg.kind == Kind.RESYNC:
+                    raise Resync()
                 else:
                     self.pending.append(msg)
 
@@ -151,6 +165,10 @@ class Mailbox:
             if predicate(msg):
                 return self.pending.pop(i)
         return None
+
+    def forget_before(self, round_index: int) -> None:
+        """Drop pending round-scoped messages of rounds before ``round_index`` (stale after a resync)."""
+        self.pending = [m for m in self.pending if not (m.kind in ROUND_SCOPED and m.round < round_index)]
 
     def drain(self) -> None:
         """Move every message already queued on the socket into ``pending``."""

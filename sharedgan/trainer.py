@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, rundir
-from .config import ConfigError, TrainConfig
+from .config import RESUMABLE, ConfigError, TrainConfig
 from .metrics import ModeReport, mode_report
 from .models import FactoryError, factory_reference
-from .record import RunRecorder
+from .record import RunRecorder, read_run_file
 from .roles import dataset_of, make_model, model_spec
 from .roles.generator import prior_noise
 from .seeding import stream
@@ -95,27 +95,103 @@ def _check_factories(config: TrainConfig) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def train(config: TrainConfig | dict, force: bool = False, progress: bool = False) -> RunResult:
+def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """The config of the run in ``run_dir``, with ``overrides`` of the settings a resume may change
+    (:data:`~sharedgan.config.RESUMABLE`); changing anything else is refused."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"{run_dir} is not a sharedgan run (no config.json); pass the directory of a run to --resume")
+    config = TrainConfig.from_file(run_dir / "config.json")
+    for name, value in (overrides or {}).items():
+        if name == "out" and value is not None and Path(value).resolve() != run_dir.resolve():
+            raise ConfigError(f"--resume continues in {run_dir} itself; drop --out")
+        if name not in RESUMABLE and value != getattr(config, name):
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag} cannot change when resuming (the run has {getattr(config, name)!r}); drop it, "
+                              "or start a new run")
+        setattr(config, name, value)
+    config.out = str(run_dir)
+    return config
+
+
+def resume(run_dir: str | Path, overrides: dict | None = None, progress: bool = False) -> RunResult:
+    """Continue the run in ``run_dir`` from its latest intact checkpoint (see :func:`train`)."""
+    return train(resume_config(run_dir, overrides), progress=progress, resume=True)
+
+
+def _resume_point(config: TrainConfig, run_dir: Path) -> tuple[Path, dict]:
+    """The checkpoint to continue from, after checking it fits ``config`` and loads into its models."""
+    skipped: list[str] = []
+    found = checkpoint.latest(run_dir, skipped)
+    for reason in skipped:
+        log.warning("passing over a damaged checkpoint: %s", reason)
+    if found is None:
+        why = f" ({skipped[0]})" if skipped else ""
+        raise ConfigError(f"{run_dir} has no intact checkpoint to resume from{why}; start a new run")
+    try:
+        manifest = checkpoint.check_compatible(found, config)
+        spec = model_spec(config)
+        for name in config.roles:
+            role = name.split("-")[0]
+            net = make_model(config, role, spec, int(name.split("-")[1]) if role == "generator" else 0)
+            net.load_state_dict(checkpoint.load_role(found, name)["model"])
+    except checkpoint.CheckpointError as exc:
+        raise ConfigError(str(exc)) from None
+    except (RuntimeError, KeyError) as exc:
+        raise ConfigError(f"checkpoint {found} does not fit this run's models ({str(exc).splitlines()[0]}); "
+                          "resume with the models that made it") from None
+    if manifest["round"] >= config.rounds - 1:
+        raise ConfigError(f"{run_dir} already finished its {config.rounds} rounds; nothing to resume")
+    return found, manifest
+
+
+def train(config: TrainConfig | dict, force: bool = False, progress: bool = False, resume: bool = False) -> RunResult:
     """Run one training as ``config`` says; return where it went and how it ended.
 
+    With ``resume``, ``config.out`` is an earlier run (see :func:`resume`): training continues after
+    its latest intact checkpoint, in the same directory and the same run.h5, and reproduces the
+    uninterrupted run exactly on CPU.
+
     Raises :class:`ConfigError` for bad input (nothing is written), :class:`~sharedgan.RoleFailed`
-    when a role dies (its log names the cause), and :class:`TrainingInterrupted` after SIGINT or
-    SIGTERM (a final checkpoint is written first).
+    when a role dies (its log names the cause), :class:`~sharedgan.roles.Diverged` on NaN/Inf in the
+    sequential engine, and :class:`TrainingInterrupted` after SIGINT or SIGTERM (a final checkpoint
+    is written first).
     """
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else dataclasses.replace(config)
     _check_factories(config)
-    run_dir = rundir.prepare(config, force)
+    start, restore, manifest = 0, None, {}
+    if resume:
+        restore, manifest = _resume_point(config, Path(config.out))
+        start = manifest["round"] + 1
+    run_dir, lock = rundir.prepare(config, force, resume)
+    try:
+        return _train(config, run_dir, progress, start, restore, manifest)
+    finally:
+        lock.release()
+
+
+def _train(config: TrainConfig, run_dir: Path, progress: bool, start: int, restore: Path | None,
+           manifest: dict) -> RunResult:
     handler = logging.FileHandler(rundir.log_path(run_dir, "runner"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     recorder = RunRecorder(config, run_dir, dataset_of(config), progress=progress)
+    if restore is not None:
+        checkpoint.remove_partials(run_dir, above=start - 1)  # a later, unfinished checkpoint of the old part
+        try:
+            previous = read_run_file(run_dir / "run.h5")
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("cannot read the earlier run.h5 (%s); its rounds stay NaN", exc)
+            previous = None
+        recorder.restore(previous, start - 1, float(manifest.get("train_seconds", 0.0)))
+        log.info("resuming from %s", restore)
     from .engines import parallel, sequential
     engine = {"parallel": parallel, "sequential": sequential}[config.engine]
     try:
         with StopSignals() as stop:
             try:
-                engine.run(config, run_dir, recorder, stop)
+                engine.run(config, run_dir, recorder, stop, start, restore)
                 recorder.finish_training()
             except BaseException as exc:
                 recorder.finish_training()

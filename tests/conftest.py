@@ -31,10 +31,10 @@ def leak_check():
 class Launch:
     """`python -m sharedgan launch ...` in a subprocess, with helpers to watch it."""
 
-    def __init__(self, out: Path, *args: str):
+    def __init__(self, out: Path, *args: str, env: dict | None = None, resume: bool = False):
         self.out = Path(out)
-        cmd = [sys.executable, "-m", "sharedgan", "launch", "--out", str(out), *args]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([FIXTURES, os.environ.get("PYTHONPATH", "")])}
+        cmd = [sys.executable, "-m", "sharedgan", "launch", "--resume" if resume else "--out", str(out), *args]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([FIXTURES, os.environ.get("PYTHONPATH", "")]), **(env or {})}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                      start_new_session=True)  # its own group, as a job in a terminal
 
@@ -70,8 +70,8 @@ class Launch:
 def launch(tmp_path):
     started = []
 
-    def start(*args, out=None):
-        job = Launch(out or tmp_path / f"run{len(started)}", *args)
+    def start(*args, out=None, env=None, resume=False):
+        job = Launch(out or tmp_path / f"run{len(started)}", *args, env=env, resume=resume)
         started.append(job)
         return job
 

@@ -32,7 +32,7 @@ def test_launch_writes_the_run_directory(finished_run):
         assert f["loss/generator"].shape == (40, 2) and f["beta"].shape == (40, 2)
         assert f["loss/discriminator"].shape == f["loss/classifier"].shape == f["time/round"].shape == (40,)
         assert list(f["eval/round"][()]) == [19, 39]
-        assert f.attrs["status"] == "complete" and f.attrs["schema_version"] == 1
+        assert f.attrs["status"] == "complete" and f.attrs["schema_version"] == 2
         assert f.attrs["version_torch"] and f.attrs["host"]
 
 

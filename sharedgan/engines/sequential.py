@@ -24,17 +24,19 @@ from . import checkpoint_due, eval_due, mean
 log = logging.getLogger("sharedgan")
 
 
-def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
-    """Train; return the last round run (the round that starts after a stop request is the last)."""
+def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: int = 0,
+        restore: Path | None = None) -> int:
+    """Train rounds ``start``.. (from checkpoint ``restore`` when resuming); return the last round
+    run (the round that starts after a stop request is the last)."""
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _train(config, run_dir, recorder, stop)
+        return _train(config, run_dir, recorder, stop, start, restore)
     finally:
         torch.set_num_threads(threads_before)
 
 
-def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> int:
+def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: int, restore: Path | None) -> int:
     spec = model_spec(config, recorder.dataset)
     buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
                               shared=False)
@@ -42,10 +44,17 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> i
     disc = DiscriminatorRole(config, spec, recorder.dataset)
     clf = ClassifierRole(config, spec) if config.k > 1 else None
     roles = generators + [disc] + ([clf] if clf else [])
+    if restore is not None:
+        for role in roles:
+            state = checkpoint.load_role(restore, role.name)
+            role.load_state_dict(state)
+        torch.set_rng_state(state["torch_rng"])  # one process: every role saved the same global RNG
+    for role in roles:
+        role.rejoin(buf, start)
     recorder.start_training()
-    log.info("training started")
-    n = -1
-    for n in range(config.rounds):
+    log.info("training started at round %d", start)
+    n = start - 1
+    for n in range(start, config.rounds):
         final = n == config.rounds - 1 or stop.requested
         for g in generators:
             g.write_sample(buf, n)
@@ -66,7 +75,8 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop) -> i
         if checkpoint_due(config, n, final):
             for role in roles:
                 checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
-            checkpoint.finalize(run_dir, n, config.roles, config.keep_checkpoints)
+            checkpoint.finalize(run_dir, n, config.roles, config.keep_checkpoints,
+                                {"fingerprint": checkpoint.fingerprint(config), "train_seconds": recorder.train_seconds()})
             recorder.write()
         if final:
             break

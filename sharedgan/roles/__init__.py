@@ -2,6 +2,8 @@
 it knows nothing of processes or signals, so every engine runs the very same steps."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..config import TrainConfig
@@ -39,14 +41,36 @@ def make_model(config: TrainConfig, role: str, spec: ModelSpec, index: int = 0) 
     return net
 
 
+DIVERGENCE_KINDS = ("sample", "loss", "gradient", "parameter")  # what can turn non-finite, by code
+
+
+class Diverged(RuntimeError):
+    """NaN or Inf where a finite number must be; names the role, the round and what."""
+
+    def __init__(self, role: str, round_index: int, what: str):
+        self.role, self.round, self.what = role, round_index, what
+        first_word = what.removeprefix("its ").split()[0]
+        self.code = DIVERGENCE_KINDS.index(first_word) if first_word in DIVERGENCE_KINDS else 0
+        super().__init__(f"{role} diverged at round {round_index}: {what} is not finite (NaN or Inf)")
+
+
+def check_finite(role: str, round_index: int, what: str, value) -> None:
+    """Raise :class:`Diverged` unless ``value`` (a float or a tensor) is finite everywhere."""
+    ok = math.isfinite(value) if isinstance(value, float) else bool(torch.isfinite(value).all())
+    if not ok:
+        raise Diverged(role, round_index, what)
+
+
 class RoleState:
-    """What every role saves: model, optimiser, the round. RNG is counter-based (see seeding)."""
+    """What every role saves: model, optimiser, the round, the process's global torch RNG (the
+    engine's own streams are counter-based, see seeding; a user model may still use the global one)."""
 
     net: torch.nn.Module
     opt: torch.optim.Optimizer
 
     config: TrainConfig
     lr_role: str
+    name: str
 
     def set_round(self, round_index: int) -> None:
         """Apply the round's learning rate (``--lr-decay``); cheap and idempotent."""
@@ -55,9 +79,16 @@ class RoleState:
             group["lr"] = lr
 
     def state_dict(self, round_index: int) -> dict:
+        """The state after ``round_index``; refuses to hand out non-finite parameters, so a
+        diverged role can never overwrite the last good checkpoint."""
+        for pname, param in self.net.named_parameters():
+            check_finite(self.name, round_index, f"parameter {pname}", param.detach())
         return {"round": round_index, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                 "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+
+    def rejoin(self, buf, round_index: int) -> None:
+        """Start (again) at ``round_index``: forget any half-done round. See engines.parallel."""

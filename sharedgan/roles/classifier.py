@@ -11,7 +11,7 @@ from ..buffer import SlotBuffer
 from ..config import TrainConfig
 from ..losses import classifier_loss, generator_c_term, input_gradient
 from ..models import ModelSpec
-from . import RoleState, make_model, make_optimizer
+from . import RoleState, check_finite, make_model, make_optimizer
 
 
 class ClassifierRole(RoleState):
@@ -34,6 +34,7 @@ class ClassifierRole(RoleState):
         others = torch.ones(K, dtype=torch.bool)
         others[k] = False
         loss = classifier_loss(logits[others], logits[k])
+        check_finite(self.name, round_index, "its loss", loss.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -41,7 +42,9 @@ class ClassifierRole(RoleState):
         x = buf.sample[k].clone().requires_grad_(True)  # see DiscriminatorRole.validate
         own = self.net(x)[:, k]
         term = generator_c_term(own)
-        buf.c_grad[k].copy_(input_gradient(term, x))
+        grad = input_gradient(term, x)
+        check_finite(self.name, round_index, f"its gradient for slot {k}", grad)
+        buf.c_grad[k].copy_(grad)
         buf.c_score[k].copy_(own.detach())
         buf.c_term[k] = term.item()
         buf.c_round[k] = round_index

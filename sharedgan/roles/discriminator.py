@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import torch
 
+from .. import faults
 from ..buffer import SlotBuffer
 from ..config import TrainConfig
 from ..data import GaussianMixture
 from ..losses import discriminator_loss, generator_d_term, input_gradient
 from ..models import ModelSpec
 from ..seeding import stream
-from . import RoleState, make_model, make_optimizer
+from . import RoleState, check_finite, make_model, make_optimizer
 
 
 class DiscriminatorRole(RoleState):
@@ -35,9 +36,12 @@ class DiscriminatorRole(RoleState):
         x = buf.sample[k].clone().requires_grad_(True)
         logits = self.net(x).reshape(-1)
         term = generator_d_term(logits, self.config.threshold)
-        buf.d_grad[k].copy_(input_gradient(term, x, retain_graph=True))
+        grad = input_gradient(term, x, retain_graph=True)
+        check_finite(self.name, round_index, f"its gradient for slot {k}", grad)
+        buf.d_grad[k].copy_(grad)
         buf.d_score[k].copy_(logits.detach())
         buf.d_term[k] = term.item()
+        faults.point("validation-write", self.name, round_index)
         buf.d_round[k] = round_index
         self._fake_logits = logits
 
@@ -48,6 +52,10 @@ class DiscriminatorRole(RoleState):
         loss = discriminator_loss(self.net(real).reshape(-1), self._fake_logits)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        check_finite(self.name, round_index, "its loss", loss.detach())
         self.opt.step()
         self._fake_logits = None
         return loss.item()
+
+    def rejoin(self, buf: SlotBuffer, round_index: int) -> None:
+        self._fake_logits = None

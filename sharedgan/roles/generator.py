@@ -5,10 +5,11 @@ import torch
 
 from ..beta_schedule import BetaSchedule, loss_gaps
 from ..buffer import SlotBuffer
+from .. import faults
 from ..config import TrainConfig
 from ..models import ModelSpec
 from ..seeding import stream
-from . import RoleState, make_model, make_optimizer
+from . import RoleState, check_finite, make_model, make_optimizer
 
 
 def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> torch.Tensor:
@@ -27,6 +28,7 @@ class GeneratorRole(RoleState):
         self.opt = make_optimizer(config, "generator", self.net.parameters())
         self.schedule = BetaSchedule(config.beta_schedule, config.beta0, config.decay, config.beta_tau)
         self._sample: torch.Tensor | None = None  # the batch of this round, with its graph
+        self.last_stats = (0.0, 0.0)  # (J^{G_k}, β_k) of the last update, what the others' β reads
 
     def noise(self, n: int, purpose: str, round_index: int) -> torch.Tensor:
         gen = stream(self.config.seed, purpose, self.k, round_index)
@@ -35,7 +37,9 @@ class GeneratorRole(RoleState):
     def write_sample(self, buf: SlotBuffer, round_index: int) -> None:
         """Algorithm 1 lines 7–9: sample z from the prior, generate m samples, put them in slot k."""
         x = self.net(self.noise(self.config.batch_size, "noise", round_index))
+        check_finite(self.name, round_index, "its sample", x.detach())
         buf.sample[self.k].copy_(x.detach())
+        faults.point("slot-write", self.name, round_index)
         buf.sample_round[self.k] = round_index
         self._sample = x
 
@@ -72,11 +76,30 @@ class GeneratorRole(RoleState):
         d_term = float(buf.d_term[k])
         c_term = float(buf.c_term[k]) if two_players else 0.0
         loss = d_term + beta * c_term
-        parity = round_index % 2
-        buf.gen_loss[k, parity] = loss
-        buf.gen_beta[k, parity] = beta
-        buf.gen_round[k, parity] = round_index
+        check_finite(self.name, round_index, "its loss J^G", loss)
+        self.last_stats = (loss, beta)
+        self._publish_stats(buf, round_index)
         return loss, beta, d_term, c_term
+
+    def _publish_stats(self, buf: SlotBuffer, round_index: int) -> None:
+        parity = round_index % 2
+        buf.gen_loss[self.k, parity], buf.gen_beta[self.k, parity] = self.last_stats
+        buf.gen_round[self.k, parity] = round_index
+
+    def rejoin(self, buf: SlotBuffer, round_index: int) -> None:
+        """Begin at ``round_index`` (a start, a resume, or after a peer was respawned): drop a
+        half-done round and republish the last stats as those of round − 1, so every β of this
+        round reads a complete set (C's per-round barrier orders these writes before any read)."""
+        self._sample = None
+        if round_index > 0:
+            self._publish_stats(buf, round_index - 1)
+
+    def state_dict(self, round_index: int) -> dict:
+        return {**super().state_dict(round_index), "stats": torch.tensor(self.last_stats, dtype=torch.float64)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.last_stats = tuple(float(v) for v in state["stats"])
 
     @torch.no_grad()
     def write_eval(self, buf: SlotBuffer, round_index: int) -> None:

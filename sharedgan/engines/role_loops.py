@@ -1,0 +1,266 @@
+"""The child side of the parallel engine: one loop per role, and the entry point of every child.
+
+Per round n (Algorithm 1), with every wait bounded by a timeout:
+
+  generator k   write slot k ─SAMPLE_READY→ D, C ... wait VALIDATION_READY from D and C,
+                update, ─ROUND_DONE→ runner, wait RELEASED from D (it says whether n is final),
+                [evaluation, checkpoint], wait RELEASED from C, next round
+  D             for k = 0..K−1: wait SAMPLE_READY k, validate ─VALIDATION_READY→ k,
+                update ─RELEASED(final?)→ k; ─ROUND_DONE→ runner; on the final round ─FINAL→ C
+  C             wait all K samples (or FINAL of round n−1), for k = 0..K−1: update, validate
+                ─VALIDATION_READY→ k; then ─RELEASED→ every k; ─ROUND_DONE→ runner
+
+D is the one role that decides when training ends: the round it starts after a STOP from the
+runner (or the last planned round) is final, and it stamps that on its RELEASED messages, so all
+roles stop after the same round and the final checkpoint is consistent.
+
+Life of a role: build the models (from a checkpoint when resuming or respawned) ─READY→ runner,
+wait BEGIN(n0), run rounds n0, n0+1, ... A RESYNC from the runner (a peer died and is being
+respawned) interrupts any wait: the role drops the round it was in ─RESYNC_ACK(n)→ runner and
+waits for a new BEGIN(R), R past every round anyone started, so no stale message can match.
+Every wait sends a HEARTBEAT about once a second; a role that stops sending them is hung.
+
+ROUND_DONE values: generator (J^{G_k}, β_k, D term, C term); D (mean −J^D); C (mean C loss).
+A role that finished says FINISHED and exits only when the runner DISMISSED it, so the runner has
+processed every message of that role (one pipe keeps order) before the role's sockets go.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import torch
+import zmq
+
+from .. import checkpoint
+from ..buffer import SlotBuffer
+from ..config import TrainConfig
+from ..roles import Diverged, RoleState, dataset_of, model_spec
+from ..roles.classifier import ClassifierRole
+from ..roles.discriminator import DiscriminatorRole
+from ..roles.generator import GeneratorRole
+from ..rundir import log_path
+from ..runner import prepare_child
+from ..signals import Aborted, Endpoints, Kind, Mailbox, Outbox, Resync, Role
+from . import checkpoint_due, eval_due, mean
+
+log = logging.getLogger("sharedgan")
+
+EXIT_ABORTED, EXIT_DIVERGED = 3, 4
+FINAL_LINGER_MS = 1000  # bounded: a normal exit never waits longer than this on a dead peer
+
+
+class Links:
+    """A role's view of the control plane."""
+
+    def __init__(self, mailbox: Mailbox, outbox: Outbox, config: TrainConfig, watchdog: Callable[[], None]):
+        self.mailbox, self.outbox, self.config, self.watchdog = mailbox, outbox, config, watchdog
+        self.beat_every = min(1.0, config.heartbeat_timeout / 4)
+        self.next_beat = 0.0
+        self.first_round = 0
+        mailbox.watchdog = self.tick
+
+    def tick(self) -> None:
+        """Called on every poll slice of every wait: exit if the parent died; beat."""
+        self.watchdog()
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self.outbox.send("runner", Kind.HEARTBEAT, self.outbox.slot, required=False)
+            self.next_beat = now + self.beat_every
+
+    def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values=()):
+        self.outbox.send(to, kind, slot, round, values)
+
+    def wait(self, kind: Kind, role: Role, slot: int | None, round_index: int):
+        # the first round after a (re)start also waits for peers that are still building models
+        first = round_index == self.first_round
+        timeout = self.config.startup_timeout if first else self.config.signal_timeout
+        return self.mailbox.wait_for(kind, role, slot, round_index, timeout)
+
+    def begin(self) -> int:
+        msg = self.mailbox.wait_for(Kind.BEGIN, Role.RUNNER, timeout=self.config.startup_timeout)
+        self.mailbox.forget_before(msg.round)
+        self.first_round = msg.round
+        return msg.round
+
+
+def run_rounds(links: Links, role: RoleState, buf: SlotBuffer, one_round: Callable[[int], bool]) -> None:
+    """Rounds from BEGIN until ``one_round`` says it ran the final one; a RESYNC restarts the
+    current round at the runner's new BEGIN."""
+    n = links.begin()
+    role.rejoin(buf, n)
+    while True:
+        try:
+            links.tick()
+            if one_round(n):
+                return
+            n += 1
+        except Resync:
+            log.info("%s: a peer was restarted; dropping round %d", role.name, n)
+            links.send("runner", Kind.RESYNC_ACK, links.outbox.slot, n)
+            n = links.begin()
+            role.rejoin(buf, n)
+
+
+def _generator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: GeneratorRole) -> None:
+    k, two = role.k, config.k > 1
+    last_eval: list[int] = []  # the previous evaluation the runner has to copy out first
+
+    def one_round(n: int) -> bool:
+        if n == links.first_round:
+            last_eval.clear()
+        role.write_sample(buf, n)
+        links.send("discriminator", Kind.SAMPLE_READY, k, n)
+        if two:
+            links.send("classifier", Kind.SAMPLE_READY, k, n)
+        links.wait(Kind.VALIDATION_READY, Role.DISCRIMINATOR, k, n)
+        if two:
+            links.wait(Kind.VALIDATION_READY, Role.CLASSIFIER, k, n)
+        links.send("runner", Kind.ROUND_DONE, k, n, role.update(buf, n))
+        final = links.wait(Kind.RELEASED, Role.DISCRIMINATOR, k, n).values[0] > 0.5
+        if eval_due(config, n, final):
+            if last_eval:
+                links.wait(Kind.EVAL_RELEASED, Role.RUNNER, k, last_eval.pop())
+            t0 = time.perf_counter()
+            role.write_eval(buf, n)
+            links.send("runner", Kind.EVAL_READY, k, n, (time.perf_counter() - t0,))
+            last_eval.append(n)
+        if checkpoint_due(config, n, final):
+            checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
+            links.send("runner", Kind.CHECKPOINT_SAVED, k, n)
+        if final:
+            return True
+        if two:
+            links.wait(Kind.RELEASED, Role.CLASSIFIER, k, n)
+        return False
+
+    run_rounds(links, role, buf, one_round)
+
+
+def _discriminator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: DiscriminatorRole) -> None:
+    stop_requested = False
+
+    def one_round(n: int) -> bool:
+        nonlocal stop_requested
+        links.mailbox.drain()
+        stop_requested |= links.mailbox.take(lambda m: m.kind == Kind.STOP) is not None
+        final = n == config.rounds - 1 or stop_requested
+        losses = []
+        for k in range(config.k):
+            links.wait(Kind.SAMPLE_READY, Role.GENERATOR, k, n)
+            role.validate(buf, k, n)
+            links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
+            losses.append(role.update(k, n))
+            links.send(f"generator-{k}", Kind.RELEASED, k, n, (1.0 if final else 0.0,))
+        links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
+        if final and config.k > 1 and n < config.rounds - 1:  # C knows the planned last round itself
+            links.send("classifier", Kind.FINAL, -1, n)
+        if checkpoint_due(config, n, final):
+            checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
+            links.send("runner", Kind.CHECKPOINT_SAVED, -1, n)
+        return final
+
+    run_rounds(links, role, buf, one_round)
+
+
+def _classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: ClassifierRole) -> None:
+    K = config.k
+
+    def one_round(n: int) -> bool:
+        arrived: set[int] = set()
+        while len(arrived) < K:
+            first = n == links.first_round
+            msg = links.mailbox.wait(
+                lambda m: m.matches(Kind.SAMPLE_READY, Role.GENERATOR, None, n) or m.matches(Kind.FINAL, Role.DISCRIMINATOR, None, n - 1),
+                f"samples of round {n}", config.startup_timeout if first else config.signal_timeout)
+            if msg.kind == Kind.FINAL:  # D ended training after round n − 1
+                if not checkpoint_due(config, n - 1, False):
+                    checkpoint.save_role(run_dir, n - 1, role.name, role.state_dict(n - 1))
+                    links.send("runner", Kind.CHECKPOINT_SAVED, -1, n - 1)
+                return True
+            arrived.add(msg.slot)
+        losses = []
+        for k in range(K):
+            losses.append(role.serve_slot(buf, k, n))
+            links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
+        final = n == config.rounds - 1
+        if not final:  # on the planned last round generators exit without waiting for this
+            for k in range(K):
+                links.send(f"generator-{k}", Kind.RELEASED, k, n)
+        links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
+        if checkpoint_due(config, n, final):
+            checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
+            links.send("runner", Kind.CHECKPOINT_SAVED, -1, n)
+        return final
+
+    run_rounds(links, role, buf, one_round)
+
+
+def _build(name: str, config: TrainConfig) -> tuple[RoleState, Callable, Role, int, list[str]]:
+    """The role object, its loop, and whom it talks to."""
+    generators = [f"generator-{j}" for j in range(config.k)]
+    classifier = ["classifier"] if config.k > 1 else []
+    if name.startswith("generator-"):
+        k = int(name.split("-")[1])
+        return (GeneratorRole(config, model_spec(config), k), _generator, Role.GENERATOR, k,
+                ["runner", "discriminator"] + classifier)
+    if name == "discriminator":
+        dataset = dataset_of(config)
+        return (DiscriminatorRole(config, model_spec(config, dataset), dataset), _discriminator, Role.DISCRIMINATOR,
+                -1, ["runner"] + generators + classifier)
+    return ClassifierRole(config, model_spec(config)), _classifier, Role.CLASSIFIER, -1, ["runner"] + generators
+
+
+def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, endpoint_spec: tuple,
+              token: bytes, parent_pid: int, restore: str | None) -> None:
+    """Entry point of every child process. ``restore``: a checkpoint to load this role's state from."""
+    config = TrainConfig.from_dict(json.loads(config_json))
+    watchdog = prepare_child(str(log_path(run_dir, name)), parent_pid, config.threads)
+    log.info("%s started, pid %d%s", name, os.getpid(), f", restoring {restore}" if restore else "")
+    context = zmq.Context()
+    endpoints = Endpoints(*endpoint_spec)
+    mailbox = outbox = None
+    code, linger = 0, 0
+    try:
+        mailbox = Mailbox(context, endpoints.address(name), token, watchdog)
+        role, loop, kind, slot, peers = _build(name, config)
+        outbox = Outbox(context, token, kind, slot, endpoints, peers)
+        links = Links(mailbox, outbox, config, watchdog)
+        if restore:
+            state = checkpoint.load_role(Path(restore), name)
+            role.load_state_dict(state)
+            torch.set_rng_state(state["torch_rng"])
+        buf = SlotBuffer.attach(buffer_handle)
+        links.send("runner", Kind.READY, slot)
+        try:
+            loop(config, Path(run_dir), buf, links, role)
+        except Diverged as exc:
+            log.error("%s", exc)
+            links.send("runner", Kind.DIVERGED, slot, exc.round, (exc.code,))
+            code, linger = EXIT_DIVERGED, FINAL_LINGER_MS
+        else:
+            links.send("runner", Kind.FINISHED, slot)
+            mailbox.wait_for(Kind.DISMISSED, Role.RUNNER, timeout=config.signal_timeout)
+            linger = FINAL_LINGER_MS  # its last signals (FINAL, RELEASED) reach peers still reading
+            log.info("%s finished", name)
+    except Aborted:
+        log.info("%s aborted by the runner", name)
+        code = EXIT_ABORTED
+    except BaseException:  # noqa: BLE001 - every failure must reach the log, then the runner
+        traceback.print_exc()
+        code, linger = 1, 0
+    finally:
+        if mailbox is not None:
+            mailbox.close()
+        if outbox is not None:
+            outbox.close(linger_ms=linger)
+        context.term()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
