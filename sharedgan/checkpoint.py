@@ -14,6 +14,7 @@ file damaged after the fact costs one checkpoint interval, never the run.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -36,6 +37,15 @@ class CheckpointError(ConfigError):
     """A checkpoint that cannot be used; the message says which and why."""
 
 
+class WriteFailed(OSError):
+    """A role's checkpoint could not be written (disk full, file-size limit, read-only disk)."""
+
+    def __init__(self, role: str, round_index: int, cause: OSError):
+        self.role, self.round = role, round_index
+        super().__init__(cause.errno, f"{role} could not write its checkpoint of round {round_index}: "
+                                      f"{cause.strerror or cause}")
+
+
 def fingerprint(config) -> dict:
     return {name: getattr(config, name) for name in FINGERPRINT_FIELDS}
 
@@ -54,13 +64,27 @@ def round_of(folder: Path) -> int:
 
 def save_role(run_dir: Path, round_index: int, role: str, state: dict) -> Path:
     folder = partial_dir(run_dir, round_index)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{role}.pt"
     tmp = folder / f".{role}.pt.tmp"
-    torch.save(state, tmp)
-    faults.point("checkpoint-write", role, round_index)
-    os.replace(tmp, path)
+    data = io.BytesIO()
+    torch.save(state, data)  # in memory first: torch.save turns a failed write into an opaque error
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_file(tmp, data.getbuffer())
+        faults.point("checkpoint-write", role, round_index)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WriteFailed(role, round_index, exc) from exc
     return path
+
+
+def write_file(path: Path, data) -> None:
+    """Write and flush to the disk, so a full disk shows up here as an OSError, not later."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _sha256(path: Path) -> str:

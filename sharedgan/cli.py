@@ -211,6 +211,11 @@ def main(argv=None) -> None:
     except (RoleFailed, Diverged) as exc:
         click.echo(f"failed: {exc}{_resume_hint(diverged='diverged at round' in str(exc))}", err=True)
         code = EXIT_FAILED
+    except OSError as exc:  # a write of the run itself failed: disk full, file-size limit, read-only disk
+        where = f" {exc.filename}" if exc.filename else ""
+        click.echo(f"failed: cannot write{where}: {exc.strerror or exc}; free space and resume{_resume_hint(False)}",
+                   err=True)
+        code = EXIT_FAILED
     sys.exit(code or 0)
 
 

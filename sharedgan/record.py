@@ -32,6 +32,7 @@ train_seconds adds up every part.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -45,6 +46,7 @@ import h5py
 import numpy as np
 import torch
 
+from .checkpoint import write_file
 from .config import TrainConfig
 from .data import GaussianMixture
 from .metrics import ModeReport, mix, mixture_assignment, mode_report
@@ -63,10 +65,13 @@ class RunRecorder:
     def __init__(self, config: TrainConfig, run_dir: Path, dataset: GaussianMixture, progress: bool = False):
         self.config, self.run_dir, self.dataset = config, Path(run_dir), dataset
         R, K = config.rounds, config.k
+        # per-round series grow by doubling: a run planned for 10^8 rounds must not allocate them all
+        cap = min(R, 1024)
         nan = lambda *shape: np.full(shape, np.nan)  # noqa: E731
         self.series = {
-            "loss/discriminator": nan(R), "loss/classifier": nan(R), "loss/generator": nan(R, K),
-            "beta": nan(R, K), "term/discriminator": nan(R, K), "term/classifier": nan(R, K), "time/round": nan(R),
+            "loss/discriminator": nan(cap), "loss/classifier": nan(cap), "loss/generator": nan(cap, K),
+            "beta": nan(cap, K), "term/discriminator": nan(cap, K), "term/classifier": nan(cap, K),
+            "time/round": nan(cap),
         }
         self.evals: list[dict] = []
         self.events: list[dict] = []
@@ -95,18 +100,29 @@ class RunRecorder:
         self.startup_seconds = now - self._t_start
         self._t_train = self._t_last = now
 
+    def _room(self, n: int) -> dict:
+        """The series, grown (doubling, at most to the planned rounds) so that round n fits."""
+        cap = len(self.series["time/round"])
+        if n >= cap:
+            new = min(max(2 * cap, n + 1), self.config.rounds)
+            for name, values in self.series.items():
+                grown = np.full((new, *values.shape[1:]), np.nan)
+                grown[:cap] = values
+                self.series[name] = grown
+        return self.series
+
     def generator(self, k: int, n: int, loss: float, beta: float, d_term: float, c_term: float) -> None:
-        s = self.series
+        s = self._room(n)
         s["loss/generator"][n, k], s["beta"][n, k] = loss, beta
         s["term/discriminator"][n, k], s["term/classifier"][n, k] = d_term, c_term
         self._count(n)
 
     def discriminator(self, n: int, loss: float) -> None:
-        self.series["loss/discriminator"][n] = loss
+        self._room(n)["loss/discriminator"][n] = loss
         self._count(n)
 
     def classifier(self, n: int, loss: float) -> None:
-        self.series["loss/classifier"][n] = loss
+        self._room(n)["loss/classifier"][n] = loss
         self._count(n)
 
     def _count(self, n: int) -> None:
@@ -141,6 +157,7 @@ class RunRecorder:
         evaluations and events up to that round (``previous`` is its run.h5, or None if unreadable)."""
         keep = round_index + 1
         if previous is not None:
+            self._room(keep - 1)
             for name, values in self.series.items():
                 old = previous.get(name)
                 if old is not None and old.shape[1:] == values.shape[1:]:
@@ -207,7 +224,20 @@ class RunRecorder:
         R = self.rounds_completed
         path = self.run_dir / "run.h5"
         tmp = self.run_dir / ".run.h5.tmp"
-        with h5py.File(tmp, "w") as f:
+        data = io.BytesIO()
+        try:
+            # built in memory, then written with plain file I/O: HDF5 does not survive a failed write
+            # (a full disk, a file-size limit) cleanly, Python's file objects raise a clean OSError
+            self._write(data, R)
+            write_file(tmp, data.getbuffer())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # the previous run.h5 stays as it was
+            raise
+        return path
+
+    def _write(self, target, R: int) -> None:
+        with h5py.File(target, "w") as f:
             attrs = {
                 "schema_version": SCHEMA_VERSION, "status": self.status, "error": self.error,
                 "config": self.config.to_json(), "engine": self.config.engine, "k": self.config.k,
@@ -242,8 +272,6 @@ class RunRecorder:
             f.create_dataset("events/seconds", data=np.array([e["seconds"] for e in self.events], dtype=np.float64))
             f.create_dataset("events/role", data=[e["role"] for e in self.events], dtype=text)
             f.create_dataset("events/what", data=[e["what"] for e in self.events], dtype=text)
-        os.replace(tmp, path)
-        return path
 
     def close(self) -> None:
         if self._bar_cm is not None:

@@ -51,6 +51,7 @@ class Kind(enum.IntEnum):
     DIVERGED = 16         # role → runner: NaN or Inf in round n (the role's log says where); it exits next
     RESYNC = 17           # runner → role: a peer was restarted; drop the current round and say where you were
     RESYNC_ACK = 18       # role → runner: dropped round n, waiting for BEGIN
+    WRITE_FAILED = 19     # role → runner: its checkpoint of round n could not be written; values[0] = errno
 
 
 class Role(enum.IntEnum):

@@ -123,11 +123,11 @@ def _resume_point(config: TrainConfig, run_dir: Path) -> tuple[Path, dict]:
     """The checkpoint to continue from, after checking it fits ``config`` and loads into its models."""
     skipped: list[str] = []
     found = checkpoint.latest(run_dir, skipped)
-    for reason in skipped:
-        log.warning("passing over a damaged checkpoint: %s", reason)
     if found is None:
         why = f" ({skipped[0]})" if skipped else ""
         raise ConfigError(f"{run_dir} has no intact checkpoint to resume from{why}; start a new run")
+    for reason in skipped:
+        log.warning("passing over a damaged checkpoint: %s", reason)
     try:
         manifest = checkpoint.check_compatible(found, config)
         spec = model_spec(config)
@@ -197,7 +197,10 @@ def _train(config: TrainConfig, run_dir: Path, progress: bool, start: int, resto
                 recorder.finish_training()
                 log.exception("run failed")
                 recorder.close()
-                recorder.write("failed", str(exc))
+                try:
+                    recorder.write("failed", str(exc))
+                except OSError as write_error:  # e.g. the disk that failed the run is still full
+                    log.error("could not record the failure in run.h5: %s", write_error)
                 raise
         recorder.close()
         status = "interrupted" if stop.requested else "complete"
@@ -231,9 +234,11 @@ class Run:
         if not config_path.exists():
             raise ConfigError(f"{self.run_dir} is not a sharedgan run (no config.json); pass a run directory")
         self.config = TrainConfig.from_file(config_path)
-        self.checkpoint = checkpoint.latest(self.run_dir)
+        skipped: list[str] = []
+        self.checkpoint = checkpoint.latest(self.run_dir, skipped)
         if self.checkpoint is None:
-            raise ConfigError(f"{self.run_dir} has no complete checkpoint to sample from")
+            why = f" ({skipped[0]})" if skipped else ""
+            raise ConfigError(f"{self.run_dir} has no intact checkpoint to sample from{why}")
         self.round = json.loads((self.checkpoint / "manifest.json").read_text())["round"]
         self.dataset = dataset_of(self.config)
         spec = model_spec(self.config, self.dataset)

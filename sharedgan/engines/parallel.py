@@ -32,7 +32,7 @@ from ..roles import DIVERGENCE_KINDS, model_spec
 from ..rundir import log_path
 from ..runner import ProcessGroup, RoleFailed, describe_exit
 from ..signals import Endpoints, Kind, Mailbox, Message, Outbox, Role
-from .role_loops import EXIT_DIVERGED, role_main
+from .role_loops import EXIT_DIVERGED, EXIT_WRITE_FAILED, role_main
 
 log = logging.getLogger("sharedgan")
 
@@ -131,6 +131,12 @@ class Supervisor:
             self._fail(RoleFailed(name, None, self.group.logs[name],
                                   f"{name} diverged at round {msg.round}: NaN or Inf in its "
                                   f"{DIVERGENCE_KINDS[int(msg.values[0])]}"))
+        elif kind == Kind.WRITE_FAILED:
+            errno = int(msg.values[0])
+            why = os.strerror(errno) if errno else "write error"
+            self._fail(RoleFailed(name, None, self.group.logs[name],
+                                  f"{name} could not write its checkpoint of round {msg.round}: {why}; free "
+                                  "space (or raise the file-size limit) and resume"))
         elif kind == Kind.FINISHED:
             self.finished.add(name)
             self.finished_at = time.monotonic()
@@ -152,7 +158,7 @@ class Supervisor:
         failure = RoleFailed(name, code, self.group.logs[name], detail)
         cfg = self.config
         if (cfg.on_failure != "respawn" or not self.begun or self.resync is not None or self.stop.requested
-                or self.finished or code == EXIT_DIVERGED or self.failure is not None):
+                or self.finished or code in (EXIT_DIVERGED, EXIT_WRITE_FAILED) or self.failure is not None):
             self._fail(failure)
             return
         used = self.restarts.get(name, 0)

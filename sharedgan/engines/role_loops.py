@@ -52,7 +52,7 @@ from . import checkpoint_due, eval_due, mean
 
 log = logging.getLogger("sharedgan")
 
-EXIT_ABORTED, EXIT_DIVERGED = 3, 4
+EXIT_ABORTED, EXIT_DIVERGED, EXIT_WRITE_FAILED = 3, 4, 5
 FINAL_LINGER_MS = 1000  # bounded: a normal exit never waits longer than this on a dead peer
 
 
@@ -244,6 +244,10 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
             log.error("%s", exc)
             links.send("runner", Kind.DIVERGED, slot, exc.round, (exc.code,))
             code, linger = EXIT_DIVERGED, FINAL_LINGER_MS
+        except checkpoint.WriteFailed as exc:
+            log.error("%s", exc)
+            links.send("runner", Kind.WRITE_FAILED, slot, exc.round, (exc.errno,))
+            code, linger = EXIT_WRITE_FAILED, FINAL_LINGER_MS
         else:
             links.send("runner", Kind.FINISHED, slot)
             mailbox.wait_for(Kind.DISMISSED, Role.RUNNER, timeout=config.signal_timeout)

@@ -1,0 +1,231 @@
+"""The bad-input battery: every case gets one line on stderr, the documented exit code (2 for bad
+input, 1 for a failure during the run), no traceback, and leaves what the user had untouched."""
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, TINY
+
+RUN_ARGS = TINY + ["--rounds", "40", "--eval-every", "20", "--checkpoint-every", "20", "--engine", "sequential"]
+
+
+def cli(*args, preexec=None):
+    env = {**os.environ, "PYTHONPATH": FIXTURES}
+    return subprocess.run([sys.executable, "-m", "sharedgan", *args], capture_output=True, text=True, env=env,
+                          timeout=300, preexec_fn=preexec)
+
+
+def one_line(res, code: int, says: str) -> None:
+    assert res.returncode == code, res.stderr
+    assert says in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr
+
+
+def tree(folder: Path) -> dict:
+    """Every file under ``folder`` with its content hash: 'nothing changed' means equal trees."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("battery") / "run"
+    res = cli("launch", "--out", str(out), *RUN_ARGS)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    """A run stopped after its first checkpoint (round 19), safe to damage."""
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    shutil.rmtree(out / "checkpoints" / "round-0000039")
+    return out
+
+
+OPTIONS = [  # malformed option values: refused before anything is written
+    (["--k", "0"], "--k must be"),
+    (["--k", "abc"], "'abc' is not a valid integer"),
+    (["--k", "2.5"], "'2.5' is not a valid integer"),
+    (["--dataset", "cifar11"], "cifar11"),
+    (["--batch-size", "0"], "--batch-size must be"),
+    (["--threshold", "1.5"], "--threshold"),
+    (["--lr", "-1"], "--lr-generator must be > 0"),
+    (["--lr", "inf"], "--lr-generator must be > 0, got inf"),
+    (["--beta-schedule", "cosine"], "cosine"),
+    (["--rounds", "0"], "--rounds must be"),
+    (["--device", "tpu"], "--device"),
+    (["--seed", "-1"], "--seed must be"),
+    (["--heartbeat-timeout", "0"], "--heartbeat-timeout must be a number of seconds > 0"),
+    (["--signal-timeout", "nan"], "--signal-timeout must be a number of seconds > 0"),
+    (["--on-failure", "maybe"], "'maybe' is not one of 'stop', 'respawn'"),
+    (["--max-restarts", "-1"], "--max-restarts must be an integer ≥ 0"),
+    (["--mode-std", "-1"], "--mode-std must be > 0"),
+    (["--adam-beta1", "1"], "--adam-beta1/--adam-beta2 must lie in [0, 1)"),
+    (["--beta0", "-1"], "--beta0 must be ≥ 0"),
+    (["--generator-factory", "no_such_module:make"], "cannot import module 'no_such_module'"),
+    (["--generator-factory", "user_models:missing"], "has no 'missing'"),
+    (["--generator-factory", "nocolon"], "package.module:function"),
+    (["--bogus-option"], "No such option"),
+    (["--config", "/nonexistent/config.json"], "cannot read config"),
+]
+
+
+@pytest.mark.parametrize("args, says", OPTIONS, ids=[" ".join(a) for a, _ in OPTIONS])
+def test_bad_option(tmp_path, args, says):
+    one_line(cli("launch", "--out", str(tmp_path / "r"), *args), 2, says)
+    assert not (tmp_path / "r").exists()  # nothing was written
+
+
+CONFIGS = [
+    ("{not json", "not valid JSON"),
+    ('{"k": "3"}', "config key 'k' must be int, got '3'"),
+    ('{"k": 2, "learning_rate": 1}', "unknown config keys: learning_rate"),
+    ("[1, 2]", "must hold a JSON object"),
+    ('{"threshold": "high"}', "config key 'threshold' must be float, got 'high'"),
+]
+
+
+@pytest.mark.parametrize("text, says", CONFIGS)
+def test_bad_config_file(tmp_path, text, says):
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    one_line(cli("launch", "--config", str(path), "--out", str(tmp_path / "r")), 2, says)
+    assert path.read_text() == text and not (tmp_path / "r").exists()
+
+
+def test_config_path_is_a_directory(tmp_path):
+    one_line(cli("launch", "--config", str(tmp_path), "--out", str(tmp_path / "r")), 2, "cannot read config")
+
+
+def test_existing_run_is_refused_without_force(finished):
+    before = tree(finished)
+    one_line(cli("launch", "--out", str(finished), *RUN_ARGS), 2, "pass --force")
+    assert tree(finished) == before
+
+
+def test_out_under_a_file(tmp_path):
+    (tmp_path / "file").write_text("x")
+    one_line(cli("launch", "--out", str(tmp_path / "file" / "run"), *RUN_ARGS), 2, "cannot write to --out")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_unwritable_directory(tmp_path):
+    if os.geteuid() == 0:  # root ignores a directory's mode; sysfs refuses it a new directory all the same
+        target = Path("/sys/sharedgan-unwritable/run")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        target = locked / "run"
+    one_line(cli("launch", "--out", str(target), *RUN_ARGS), 2, f"cannot write to --out {target}")
+    assert not target.parent.exists() or list(target.parent.iterdir()) == []
+
+
+RESUMES = [  # (how the run is damaged or what is asked, what the error says)
+    (lambda r: None, ["--k", "3"], "--k cannot change when resuming (the run has 2)"),
+    (lambda r: None, ["--lr", "0.1"], "--lr-generator cannot change when resuming"),
+    (lambda r: None, ["--config", "x.json"], "--resume takes the run's own config.json"),
+    (lambda r: None, ["--out", "/tmp/elsewhere"], "--resume continues in"),
+    (lambda r: shutil.rmtree(r / "checkpoints"), [], "has no intact checkpoint to resume from"),
+    (lambda r: _flip_byte(r / "checkpoints" / "round-0000019" / "discriminator.pt"), [],
+     "does not match its checksum"),
+    (lambda r: _truncate(r / "checkpoints" / "round-0000019" / "generator-1.pt"), [], "does not match its checksum"),
+    (lambda r: (r / "checkpoints" / "round-0000019" / "manifest.json").write_text("{"), [], "has no readable manifest"),
+    (lambda r: _edit_config(r, hidden=32), [], "was made with --hidden 16, this run has 32"),
+    (lambda r: _edit_config(r, k=3), [], "was made with --k 2, this run has 3"),
+    (lambda r: _edit_config(r, dataset="grid25"), [], "was made with --dataset 'ring8', this run has 'grid25'"),
+    (lambda r: _edit_config(r, generator_factory="user_models:wide_generator"), [],
+     "was made with --generator-factory"),
+    (lambda r: _forge_fingerprint(r, generator_factory="user_models:wide_generator"), [],
+     "does not fit this run's models"),
+    (lambda r: (r / "config.json").unlink(), [], "is not a sharedgan run (no config.json)"),
+]
+
+
+def _flip_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:100])
+
+
+def _edit_config(run, **changes):
+    config = json.loads((run / "config.json").read_text())
+    config.update(changes)
+    (run / "config.json").write_text(json.dumps(config))
+
+
+def _forge_fingerprint(run, **changes):
+    """A config whose models differ from the checkpoint's, with a manifest that claims they match."""
+    _edit_config(run, **changes)
+    manifest_path = run / "checkpoints" / "round-0000019" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["fingerprint"].update(changes)
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage, args, says", RESUMES, ids=[s[:40] for _, _, s in RESUMES])
+def test_bad_resume(run_copy, damage, args, says):
+    damage(run_copy)
+    before = tree(run_copy)
+    one_line(cli("launch", "--resume", str(run_copy), *args), 2, says)
+    assert tree(run_copy) == before
+
+
+def test_resume_of_a_finished_run(finished):
+    before = tree(finished)
+    one_line(cli("launch", "--resume", str(finished)), 2, "already finished its 40 rounds")
+    assert tree(finished) == before
+
+
+def test_resume_of_a_missing_directory(tmp_path):
+    one_line(cli("launch", "--resume", str(tmp_path / "nothing")), 2, "is not a sharedgan run")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--n", "0"], "0 is not in the range x>=1"),
+    (["--out", "/nonexistent/dir/s.h5"], "cannot write /nonexistent/dir/s.h5"),
+])
+def test_bad_sample(finished, args, says):
+    one_line(cli("sample", str(finished), *(args if "--out" in args else args + ["--out", "/tmp/unused.h5"])),
+             2, says)
+
+
+def test_sample_when_every_checkpoint_is_damaged(run_copy, tmp_path):
+    _flip_byte(run_copy / "checkpoints" / "round-0000019" / "generator-0.pt")
+    one_line(cli("eval", str(run_copy)), 2, "has no intact checkpoint")
+
+
+def _file_size_limit(nbytes):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))  # a real EFBIG on every write past it
+    return apply
+
+
+@pytest.mark.parametrize("engine", ["sequential", "parallel"])
+def test_full_disk_while_writing_a_checkpoint(tmp_path, leak_check, engine):
+    # 256-wide models make every checkpoint file larger than the 200 kB the process may write
+    res = cli("launch", "--out", str(tmp_path / "r"), *TINY, "--rounds", "40", "--hidden", "256",
+              "--checkpoint-every", "20", "--engine", engine, preexec=_file_size_limit(200_000))
+    one_line(res, 1, "could not write its checkpoint of round 19: File too large")
+    assert not list((tmp_path / "r" / "checkpoints").rglob("*.tmp"))
+
+
+def test_full_disk_while_writing_the_run_file(tmp_path, leak_check):
+    # 20,000 evaluation samples make run.h5 larger than the limit; checkpoints stay small
+    res = cli("launch", "--out", str(tmp_path / "r"), *TINY, "--rounds", "40", "--eval-samples", "20000",
+              "--eval-every", "20", "--checkpoint-every", "20", "--engine", "sequential",
+              preexec=_file_size_limit(200_000))
+    one_line(res, 1, "File too large")
+    assert not (tmp_path / "r" / ".run.h5.tmp").exists()
