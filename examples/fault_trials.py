@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from leaks import Snapshot, wait_clean  # noqa: E402
+from leaks import Snapshot, alive, wait_clean  # noqa: E402
 
 from sharedgan import checkpoint  # noqa: E402
 
@@ -36,14 +36,6 @@ ARGS = ["--k", str(K), "--rounds", str(ROUNDS), "--batch-size", "32", "--hidden"
 ROLES = [f"generator-{k}" for k in range(K)] + ["discriminator", "classifier"]
 POINTS = [("generator-1", "slot-write"), ("discriminator", "validation-write"), ("classifier", "checkpoint-write"),
           ("generator-0", "checkpoint-write"), ("runner", "checkpoint-rename")]
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def launch(out: Path, *args: str, env=None) -> subprocess.Popen:

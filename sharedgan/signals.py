@@ -46,11 +46,11 @@ class Kind(enum.IntEnum):
     ABORT = 11            # runner → every role: exit now, no checkpoint
     FINISHED = 12         # any role → runner, its last message: everything it had to say was sent before this
     DISMISSED = 13        # runner → role: FINISHED (and so all before it, one pipe keeps order) was processed
-    BEGIN = 14            # runner → role: start (or, after a resync, restart) at round n
+    BEGIN = 14            # runner → role: start (or, after a resync, restart) at round n; values[0] = epoch
     HEARTBEAT = 15        # any role → runner, about once a second from every wait: "I am making progress"
     DIVERGED = 16         # role → runner: NaN or Inf in round n (the role's log says where); it exits next
-    RESYNC = 17           # runner → role: a peer was restarted; drop the current round and say where you were
-    RESYNC_ACK = 18       # role → runner: dropped round n, waiting for BEGIN
+    RESYNC = 17           # runner → role: a peer was restarted; drop the current round and say where you were (round = epoch)
+    RESYNC_ACK = 18       # role → runner: dropped round n, waiting for BEGIN; values[0] = epoch
     WRITE_FAILED = 19     # role → runner: its checkpoint of round n could not be written; values[0] = errno
 
 
@@ -66,7 +66,12 @@ class Aborted(Exception):
 
 
 class Resync(Exception):
-    """The runner sent RESYNC: a peer was restarted, the current round is abandoned."""
+    """The runner sent RESYNC: a peer was restarted, the current round is abandoned. ``epoch``
+    numbers the resyncs of a run, so a BEGIN meant for an earlier one is never taken for this one."""
+
+    def __init__(self, epoch: int):
+        super().__init__(epoch)
+        self.epoch = epoch
 
 # Kinds that belong to one round; after a resync to round R, such messages of earlier rounds are stale.
 ROUND_SCOPED = frozenset({Kind.SAMPLE_READY, Kind.VALIDATION_READY, Kind.RELEASED, Kind.FINAL, Kind.EVAL_RELEASED})
@@ -156,7 +161,7 @@ class Mailbox:
                 elif msg.kind == Kind.ABORT:
                     raise Aborted()
                 elif msg.kind == Kind.RESYNC:
-                    raise Resync()
+                    raise Resync(msg.round)
                 else:
                     self.pending.append(msg)
 

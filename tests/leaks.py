@@ -28,6 +28,15 @@ def run_processes() -> set[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Is ``pid`` a live process (a zombie is not)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def abstract_sockets() -> set[str]:
     with open("/proc/net/unix") as f:
         return {line.split()[-1] for line in f if line.split()[-1].startswith("@sharedgan-")}

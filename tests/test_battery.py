@@ -106,12 +106,6 @@ def test_config_path_is_a_directory(tmp_path):
     one_line(cli("launch", "--config", str(tmp_path), "--out", str(tmp_path / "r")), 2, "cannot read config")
 
 
-def test_existing_run_is_refused_without_force(finished):
-    before = tree(finished)
-    one_line(cli("launch", "--out", str(finished), *RUN_ARGS), 2, "pass --force")
-    assert tree(finished) == before
-
-
 def test_out_under_a_file(tmp_path):
     (tmp_path / "file").write_text("x")
     one_line(cli("launch", "--out", str(tmp_path / "file" / "run"), *RUN_ARGS), 2, "cannot write to --out")

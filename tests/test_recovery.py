@@ -37,7 +37,8 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(launch, lea
     assert "Traceback" not in err
     diverged_at = int(line.split("diverged at round ")[1].split(":")[0])
     latest = checkpoint.latest(job.out)
-    assert latest is not None and checkpoint.round_of(latest) == diverged_at - 1
+    # the round before it, or (parallel) one earlier if a peer had not saved that one when the run stopped
+    assert latest is not None and diverged_at - 2 <= checkpoint.round_of(latest) < diverged_at
     assert f"the last good checkpoint is {latest}" in line
     for role in ("generator-0", "generator-1", "discriminator", "classifier"):
         for value in checkpoint.load_role(latest, role)["model"].values():

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY
+from leaks import alive
 from sharedgan import TrainConfig, checkpoint, resume, train
 from sharedgan.record import read_run_file
 
@@ -84,9 +85,9 @@ def test_killed_at_a_critical_point_then_resumed(reference, launch, leak_check, 
     ended_at = time.monotonic()
     if process == "runner":
         assert code == -signal.SIGKILL
-        while any(_alive(p) for p in children) and time.monotonic() - ended_at < 5.0:
+        while any(alive(p) for p in children) and time.monotonic() - ended_at < 5.0:
             time.sleep(0.05)
-        assert not any(_alive(p) for p in children), "children outlived the killed runner by 5 s"
+        assert not any(alive(p) for p in children), "children outlived the killed runner by 5 s"
     else:
         assert code == 1, err
         assert f"{process} was killed by {sig}" in err and "Traceback" not in err
@@ -101,14 +102,6 @@ def test_killed_at_a_critical_point_then_resumed(reference, launch, leak_check, 
     assert "done: 60 rounds" in out
     assert_same_run(reference, job.out, TrainConfig(**BASE).roles)
     assert not list((job.out / "checkpoints").glob("*.partial"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_a_damaged_checkpoint_is_passed_over(reference, tmp_path):

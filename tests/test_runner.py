@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import TINY
+from leaks import alive
 from sharedgan import checkpoint
 from sharedgan.record import read_run_file
 
@@ -72,9 +73,9 @@ def test_children_die_with_a_killed_runner(launch, leak_check):
     job.signal("runner", signal.SIGKILL)
     job.finish()
     deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and any(_alive(p) for p in children):
+    while time.monotonic() < deadline and any(alive(p) for p in children):
         time.sleep(0.05)
-    assert not any(_alive(p) for p in children), "children outlived their runner by 5 s"
+    assert not any(alive(p) for p in children), "children outlived their runner by 5 s"
 
 
 def test_ctrl_c_to_the_whole_group_while_training(launch, leak_check):
@@ -93,11 +94,3 @@ def test_child_ignores_sigint(launch, leak_check):
     code, out, err = job.finish(180)
     assert code == 0, err
     assert "done: 400 rounds" in out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False

@@ -70,20 +70,21 @@ class Supervisor:
         self.hung: dict[str, str] = {}
         self.restarts: dict[str, int] = {}
         self.resync: dict | None = None  # {"role", "acks": {name: round}, "deadline"} while a respawn is under way
+        self.epoch = 0  # counts resyncs; BEGIN and RESYNC_ACK carry it
         self.stop_sent_at: float | None = None
         self.finished_at = 0.0
 
     # ---- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, restore: Path | None) -> None:
         args = (name, self.config.to_json(), str(self.run_dir), self.buf.handle(), self.endpoints.spec(), self.token,
-                os.getpid(), str(restore) if restore else None)
+                os.getpid(), str(restore) if restore else None, self.epoch)
         self.group.spawn(name, role_main, args, str(log_path(self.run_dir, name)))
         self.last_seen[name] = time.monotonic()
         (self.run_dir / "processes.json").write_text(json.dumps({"runner": os.getpid(), **self.group.pids()}, indent=2))
 
     def _begin(self, round_index: int) -> None:
         for name in self.roles:
-            self.outbox.send(name, Kind.BEGIN, -1, round_index)
+            self.outbox.send(name, Kind.BEGIN, -1, round_index, (self.epoch,))
         self.eval_ready.clear()  # evaluations of abandoned rounds are never completed
 
     # ---- messages ----------------------------------------------------------------------------
@@ -99,7 +100,7 @@ class Supervisor:
                 self._begin(self.start)
                 log.info("all %d roles ready, training started at round %d", len(self.roles), self.start)
         elif kind == Kind.RESYNC_ACK:
-            if self.resync is not None:
+            if self.resync is not None and int(msg.values[0]) == self.epoch:
                 self.resync["acks"][name] = msg.round
         elif kind == Kind.ROUND_DONE:
             self.last_round = max(self.last_round, msg.round)
@@ -173,8 +174,9 @@ class Supervisor:
         log.warning("%s; restart %d of %d from %s", detail, used + 1, cfg.max_restarts, where)
         self.recorder.event(self.last_round, name, f"{detail}; restarted from {where}")
         survivors = [r for r in self.roles if r != name]
+        self.epoch += 1
         for r in survivors:
-            self.outbox.send(r, Kind.RESYNC)
+            self.outbox.send(r, Kind.RESYNC, -1, self.epoch)
         self.resync = {"role": name, "acks": {}, "deadline": time.monotonic() + cfg.startup_timeout}
         self._spawn(name, source)
 
@@ -183,13 +185,13 @@ class Supervisor:
         if rs is None:
             return
         survivors = [r for r in self.roles if r != rs["role"]]
-        if rs["role"] in self.ready and all(r in rs["acks"] for r in survivors):
-            resume_at = max([self.last_round, *rs["acks"].values()]) + 1
+        complete = rs["role"] in self.ready and all(r in rs["acks"] for r in survivors)
+        resume_at = max([self.last_round, *rs["acks"].values()]) + 1
+        if self.finished or (complete and resume_at >= self.config.rounds):
+            # a role ended its last round meanwhile: no round is left to rejoin
+            self._fail(RoleFailed(rs["role"], None, None, f"{rs['role']} was lost in the last round"))
+        elif complete:
             self.resync = None
-            if resume_at >= self.config.rounds:
-                self._fail(RoleFailed(rs["role"], None, None, f"{rs['role']} was lost in the last round; "
-                                                               "nothing left to train"))
-                return
             log.info("%s back; every role restarts at round %d", rs["role"], resume_at)
             self._begin(resume_at)
         elif now > rs["deadline"]:

@@ -64,6 +64,7 @@ class Links:
         self.beat_every = min(1.0, config.heartbeat_timeout / 4)
         self.next_beat = 0.0
         self.first_round = 0
+        self.epoch = 0  # a respawned role starts in the epoch of the resync that brought it back
         mailbox.watchdog = self.tick
 
     def tick(self) -> None:
@@ -83,17 +84,27 @@ class Links:
         timeout = self.config.startup_timeout if first else self.config.signal_timeout
         return self.mailbox.wait_for(kind, role, slot, round_index, timeout)
 
-    def begin(self) -> int:
-        msg = self.mailbox.wait_for(Kind.BEGIN, Role.RUNNER, timeout=self.config.startup_timeout)
-        self.mailbox.forget_before(msg.round)
-        self.first_round = msg.round
-        return msg.round
+    def begin(self, epoch: int = 0, dropped: int | None = None) -> int:
+        """Wait for the runner's BEGIN of ``epoch`` and return its round. After a RESYNC,
+        ``dropped`` is the round this role abandoned; it is acknowledged first."""
+        while True:
+            if dropped is not None:
+                self.send("runner", Kind.RESYNC_ACK, self.outbox.slot, dropped, (epoch,))
+            try:
+                msg = self.mailbox.wait(lambda m: m.matches(Kind.BEGIN, Role.RUNNER) and m.values[0] == epoch,
+                                        f"BEGIN of epoch {epoch}", self.config.startup_timeout)
+            except Resync as exc:  # a peer died before this role even began: acknowledge, wait again
+                epoch, dropped = exc.epoch, self.first_round - 1 if dropped is None else dropped
+                continue
+            self.mailbox.forget_before(msg.round)
+            self.first_round = msg.round
+            return msg.round
 
 
 def run_rounds(links: Links, role: RoleState, buf: SlotBuffer, one_round: Callable[[int], bool]) -> None:
     """Rounds from BEGIN until ``one_round`` says it ran the final one; a RESYNC restarts the
     current round at the runner's new BEGIN."""
-    n = links.begin()
+    n = links.begin(links.epoch)
     role.rejoin(buf, n)
     while True:
         try:
@@ -101,10 +112,9 @@ def run_rounds(links: Links, role: RoleState, buf: SlotBuffer, one_round: Callab
             if one_round(n):
                 return
             n += 1
-        except Resync:
+        except Resync as exc:
             log.info("%s: a peer was restarted; dropping round %d", role.name, n)
-            links.send("runner", Kind.RESYNC_ACK, links.outbox.slot, n)
-            n = links.begin()
+            n = links.begin(exc.epoch, dropped=n)
             role.rejoin(buf, n)
 
 
@@ -218,8 +228,9 @@ def _build(name: str, config: TrainConfig) -> tuple[RoleState, Callable, Role, i
 
 
 def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, endpoint_spec: tuple,
-              token: bytes, parent_pid: int, restore: str | None) -> None:
-    """Entry point of every child process. ``restore``: a checkpoint to load this role's state from."""
+              token: bytes, parent_pid: int, restore: str | None, epoch: int) -> None:
+    """Entry point of every child process. ``restore``: a checkpoint to load this role's state
+    from; ``epoch``: the resync it joins (0 at the start of a run)."""
     config = TrainConfig.from_dict(json.loads(config_json))
     watchdog = prepare_child(str(log_path(run_dir, name)), parent_pid, config.threads)
     log.info("%s started, pid %d%s", name, os.getpid(), f", restoring {restore}" if restore else "")
@@ -232,6 +243,7 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
         role, loop, kind, slot, peers = _build(name, config)
         outbox = Outbox(context, token, kind, slot, endpoints, peers)
         links = Links(mailbox, outbox, config, watchdog)
+        links.epoch = epoch
         if restore:
             state = checkpoint.load_role(Path(restore), name)
             role.load_state_dict(state)
