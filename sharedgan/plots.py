@@ -86,3 +86,23 @@ def plot_run(run_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(run_dir / "curves.png")
     return written
+
+
+def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
+    """uint8 images [N, H, W, C] tiled row by row, ``columns`` per row, on a white background."""
+    n, h, w, c = images.shape
+    rows = max(1, math.ceil(n / columns))
+    grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, columns)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + col * (w + pad):pad + col * (w + pad) + w] = images[i]
+    return grid
+
+
+def save_image_grid(images: np.ndarray, path: Path, columns: int, scale: int = 2) -> Path:
+    """Write ``image_grid`` as a PNG, each pixel ``scale`` × ``scale`` (small images stay visible)."""
+    grid = image_grid(images, columns)
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    plt.imsave(path, grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None,
+               vmin=0, vmax=255)
+    return Path(path)

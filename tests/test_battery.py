@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import FIXTURES, TINY
+from data_files import cifar_archive, cifar_folder, mnist_files
 
 RUN_ARGS = TINY + ["--rounds", "40", "--eval-every", "20", "--checkpoint-every", "20", "--engine", "sequential"]
 
@@ -223,3 +225,34 @@ def test_full_disk_while_writing_the_run_file(tmp_path, leak_check):
               preexec=_file_size_limit(200_000))
     one_line(res, 1, "File too large")
     assert not (tmp_path / "r" / ".run.h5.tmp").exists()
+
+
+DATA = [  # (how the data directory is made, the data set, what the error says)
+    (lambda d: None, "cifar10", "CIFAR-10 not found in"),
+    (lambda d: _truncate_file(cifar_folder(d) / "data_batch_1"), "cifar10", "is not a CIFAR-10 batch"),
+    (lambda d: cifar_archive(d), "cifar10", "not the published c58f30108f718f92721af3b95e74349a"),
+    (lambda d: mnist_files(d, n=4, gz=False, labels_for=3), "mnist", "4 images but 3 labels"),
+    (lambda d: np.save(d / "mine.npy", np.zeros((3, 8, 8, 3), np.float64)), "mine.npy", "images must be uint8"),
+    (lambda d: np.save(d / "mine.npy", np.zeros((3, 8, 8, 5), np.uint8)), "mine.npy", "C = 1 or 3"),
+]
+
+
+def _truncate_file(path):
+    path.write_bytes(path.read_bytes()[:300])
+
+
+@pytest.mark.parametrize("make, name, says", DATA, ids=[s[:30] for _, _, s in DATA])
+def test_bad_data(tmp_path, make, name, says):
+    make(tmp_path)
+    target = str(tmp_path / name) if name.endswith(".npy") else name
+    before = tree(tmp_path)
+    one_line(cli("data", target, "--data-dir", str(tmp_path), "--no-download"), 2, says)
+    assert tree(tmp_path) == before  # nothing half-written into the cache
+
+
+def test_data_command_builds_the_cache_and_a_picture(tmp_path):
+    cifar_folder(tmp_path, n=8)
+    res = cli("data", "cifar10", "--data-dir", str(tmp_path), "--png", str(tmp_path / "grid.png"))
+    assert res.returncode == 0, res.stderr
+    assert "cifar10: 40 images 32×32×3 uint8, 8 held out" in res.stdout and "airplane" in res.stdout
+    assert (tmp_path / "cache" / "cifar10.h5").exists() and (tmp_path / "grid.png").stat().st_size > 0
