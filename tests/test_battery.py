@@ -24,6 +24,16 @@ def cli(*args, preexec=None):
                           timeout=300, preexec_fn=preexec)
 
 
+def cli_here(capsys, *args):
+    """The console entry point in this process: bad options fail before anything is spawned, so
+    this is the same code path as the subprocess, without a torch import per case."""
+    from sharedgan.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exit_.value.code, captured.out, captured.err)
+
+
 def one_line(res, code: int, says: str) -> None:
     assert res.returncode == code, res.stderr
     assert says in res.stderr, res.stderr
@@ -82,8 +92,9 @@ OPTIONS = [  # malformed option values: refused before anything is written
 
 
 @pytest.mark.parametrize("args, says", OPTIONS, ids=[" ".join(a) for a, _ in OPTIONS])
-def test_bad_option(tmp_path, args, says):
-    one_line(cli("launch", "--out", str(tmp_path / "r"), *args), 2, says)
+def test_bad_option(tmp_path, capsys, monkeypatch, args, says):
+    monkeypatch.syspath_prepend(FIXTURES)
+    one_line(cli_here(capsys, "launch", "--out", str(tmp_path / "r"), *args), 2, says)
     assert not (tmp_path / "r").exists()  # nothing was written
 
 
@@ -97,15 +108,16 @@ CONFIGS = [
 
 
 @pytest.mark.parametrize("text, says", CONFIGS)
-def test_bad_config_file(tmp_path, text, says):
+def test_bad_config_file(tmp_path, capsys, text, says):
     path = tmp_path / "c.json"
     path.write_text(text)
-    one_line(cli("launch", "--config", str(path), "--out", str(tmp_path / "r")), 2, says)
+    one_line(cli_here(capsys, "launch", "--config", str(path), "--out", str(tmp_path / "r")), 2, says)
     assert path.read_text() == text and not (tmp_path / "r").exists()
 
 
-def test_config_path_is_a_directory(tmp_path):
-    one_line(cli("launch", "--config", str(tmp_path), "--out", str(tmp_path / "r")), 2, "cannot read config")
+def test_config_path_is_a_directory(tmp_path, capsys):
+    one_line(cli_here(capsys, "launch", "--config", str(tmp_path), "--out", str(tmp_path / "r")), 2,
+             "cannot read config")
 
 
 def test_out_under_a_file(tmp_path):
