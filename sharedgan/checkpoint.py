@@ -28,7 +28,7 @@ from .config import ConfigError
 PREFIX = "round-"
 FORMAT = 2
 # The config fields a checkpoint's tensors depend on: resuming with any other value is refused.
-FINGERPRINT_FIELDS = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "generator_factory",
+FINGERPRINT_FIELDS = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "width", "generator_factory",
                       "discriminator_factory", "classifier_factory", "optimizer_generator",
                       "optimizer_discriminator", "optimizer_classifier")
 

@@ -13,7 +13,6 @@ import click
 
 from .beta_schedule import SCHEDULES
 from .config import ENGINES, LR_DECAYS, NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, ConfigError, TrainConfig
-from .data import DATASETS
 from .models import FactoryError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
@@ -21,7 +20,12 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 # (option, config field, click type, help). Defaults come from TrainConfig, so --help shows them.
 LAUNCH_OPTIONS = [
     ("--k", "k", int, "Number of generators (K). K = 1 is a plain GAN with no classifier."),
-    ("--dataset", "dataset", click.Choice(DATASETS), "Data: ring8 (8 Gaussians on a circle) or grid25 (5×5 grid)."),
+    ("--dataset", "dataset", str, "Data: ring8 (8 Gaussians on a circle), grid25 (5×5 grid), cifar10, mnist, or the path "
+     "of your images (.h5 with 'images' [N, H, W, C] uint8, .npy, .npz, or a folder of PNG/JPEG); see 'sharedgan data'."),
+    ("--data-dir", "data_dir", click.Path(), "Where the official image files are, or are downloaded to."),
+    ("--cache-dir", "cache_dir", click.Path(), "Where the HDF5 caches of image data sets go [default: DATA_DIR/cache]."),
+    ("--verify-md5/--no-verify-md5", "verify_md5", bool,
+     "Check downloaded or given archives against their published MD5 (off: a re-packed copy; its content is still checked)."),
     ("--engine", "engine", click.Choice(ENGINES),
      "parallel: one process per generator plus D and C, lock-step rounds. sequential: the same math in one process."),
     ("--rounds", "rounds", int, "Training rounds. Each round: every generator one batch and one update; D and C K updates each."),
@@ -36,9 +40,10 @@ LAUNCH_OPTIONS = [
     ("--optimizer-classifier", "optimizer_classifier", click.Choice(OPTIMIZERS), "Classifier optimiser."),
     ("--adam-beta1", "adam_beta1", float, "Adam first-moment decay (the papers use 0.5)."),
     ("--adam-beta2", "adam_beta2", float, "Adam second-moment decay."),
-    ("--noise-dim", "noise_dim", int, "Dimension of the generator's noise z."),
+    ("--noise-dim", "noise_dim", int, "Dimension of the generator's noise z [default: 2 for 2-D data, 100 for images]."),
     ("--noise", "noise", click.Choice(NOISE_PRIORS), "Noise prior: standard normal or uniform on [−1, 1]."),
-    ("--hidden", "hidden", int, "Width of the built-in MLPs' hidden layers."),
+    ("--hidden", "hidden", int, "Width of the built-in MLPs' hidden layers (2-D data)."),
+    ("--width", "width", int, "Base width of the DCGAN models (images): 64 as in DCGAN; 8 for a quick CPU run."),
     ("--beta-schedule", "beta_schedule", click.Choice(SCHEDULES),
      "Weight β_k of the classifier term: constant β0; time β0·exp(−λt); loss-gap β0·2σ(−|Δ_k|/τ); combined = time × loss-gap."),
     ("--beta0", "beta0", float, "Initial (and largest) β."),
@@ -53,11 +58,12 @@ LAUNCH_OPTIONS = [
     ("--grid-side", "grid_side", int, "grid25: modes per side."),
     ("--grid-spacing", "grid_spacing", float, "grid25: distance between neighbouring modes."),
     ("--mode-std", "mode_std", float, "Std of every mode [default: 0.02 for ring8, 0.05 for grid25]."),
-    ("--generator-factory", "generator_factory", str, "Your generator: 'package.module:function' taking a ModelSpec."),
+    ("--generator-factory", "generator_factory", str,
+     "Your generator: 'package.module:function' taking a ModelSpec [default: the MLP for 2-D data, DCGAN for images]."),
     ("--discriminator-factory", "discriminator_factory", str, "Your discriminator factory, likewise."),
     ("--classifier-factory", "classifier_factory", str, "Your classifier factory (K logit heads), likewise."),
     ("--eval-every", "eval_every", int, "Evaluate on fresh samples every N rounds (and at the end)."),
-    ("--eval-samples", "eval_samples", int, "Fresh samples per evaluation."),
+    ("--eval-samples", "eval_samples", int, "Fresh samples per generator per evaluation [default: 2500 for 2-D data, 64 for images]."),
     ("--checkpoint-every", "checkpoint_every", int, "Checkpoint every N rounds (and at every stop)."),
     ("--keep-checkpoints", "keep_checkpoints", int, "Complete checkpoints to keep."),
     ("--signal-timeout", "signal_timeout", float, "Seconds a role waits for a peer's signal before the run fails."),
@@ -131,7 +137,7 @@ def launch(config_file, resume_dir, force, quiet, lr, **options):
     m = result.metrics
     click.echo(f"done: {result.rounds_completed} rounds in {result.train_seconds:.1f} s of training "
                f"(+{result.startup_seconds:.1f} s start-up); run directory {result.run_dir}")
-    if m:
+    if "modes_covered" in m:
         click.echo(f"last evaluation: {m['modes_covered']}/{m['num_modes']} modes covered, "
                    f"{m['high_quality']:.1%} high quality, KL(p̂‖uniform) {m['kl_uniform']:.3f}")
 
@@ -142,11 +148,13 @@ def launch(config_file, resume_dir, force, quiet, lr, **options):
 @click.option("--out", "out", type=click.Path(), required=True, help="HDF5 file to write (refused if it exists, unless --force).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise and of the generator choice.")
 @click.option("--force", is_flag=True, help="Overwrite --out.")
-def sample(run, n, out, seed, force):
+@click.option("--png", type=click.Path(), help="Also write a picture of the samples (a grid, one row per generator, for images).")
+def sample(run, n, out, seed, force, png):
     """Draw N samples of the mixture from RUN's latest checkpoint into an HDF5 file.
 
-    Datasets: samples [N, ...] float32, generator [N] int64 (which generator made each sample,
-    drawn uniformly).
+    Datasets: samples [N, 2] float32 for 2-D runs, or images [N, H, W, C] uint8 for image runs;
+    generator [N] int64 (which generator made each sample, drawn uniformly). --png also writes a
+    picture: one row per generator for image runs.
     """
     import h5py
     from .trainer import load_run
@@ -156,12 +164,34 @@ def sample(run, n, out, seed, force):
     samples, which = r.sample(n, seed)
     try:
         with h5py.File(out, "w") as f:
-            f.create_dataset("samples", data=samples.numpy())
+            if r.config.images:
+                from .image_data import to_uint8
+                f.create_dataset("images", data=to_uint8(samples), compression="gzip")
+            else:
+                f.create_dataset("samples", data=samples.numpy())
             f.create_dataset("generator", data=which.numpy())
             f.attrs.update({"run": str(Path(run).resolve()), "round": r.round, "seed": seed})
     except OSError as exc:
         raise ConfigError(f"cannot write {out}: {exc}") from None
     click.echo(f"wrote {n} samples from round {r.round + 1} of {run} to {out}")
+    if png:
+        _sample_picture(r, samples, which, png)
+        click.echo(f"wrote {png}")
+
+
+def _sample_picture(r, samples, which, png) -> None:
+    from .plots import save_image_grid, scatter_samples
+    if not r.config.images:
+        scatter_samples(samples.numpy(), which.numpy(), r.dataset.centers.numpy(), r.config.k, png)
+        return
+    import numpy as np
+    from .image_data import to_uint8
+    pictures = to_uint8(samples)
+    rows = [pictures[(which == k).numpy()][:8] for k in range(r.config.k)]
+    width = max(len(row) for row in rows)
+    blank = np.full((width, *pictures.shape[1:]), 255, np.uint8)
+    grid = np.concatenate([np.concatenate([row, blank[len(row):]]) for row in rows])
+    save_image_grid(grid, png, columns=width)
 
 
 @cli.command(name="eval")
@@ -173,8 +203,9 @@ def eval_(run, n, seed):
     from .metrics import format_report
     from .trainer import load_run
     r = load_run(run)
+    report = r.evaluate(n, seed)
     click.echo(f"{run}: round {r.round + 1} of {r.config.rounds}, K = {r.config.k}, {r.config.dataset}")
-    click.echo(format_report(r.evaluate(n, seed)))
+    click.echo(format_report(report))
 
 
 @cli.command()

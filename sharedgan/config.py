@@ -13,13 +13,15 @@ from pathlib import Path
 
 from .beta_schedule import SCHEDULES, default_decay
 from .data import DATASETS
-from .models import BUILTIN_FACTORIES
 
 ENGINES = ("parallel", "sequential")
 OPTIMIZERS = ("adam", "sgd")
 NOISE_PRIORS = ("normal", "uniform")
 LR_DECAYS = ("none", "linear")
 ON_FAILURE = ("stop", "respawn")
+IMAGE_DATASETS = ("cifar10", "mnist")  # and your own: the path of an .h5, .npy, .npz or an image folder
+MLP_FACTORIES = {role: f"sharedgan.models:mlp_{role}" for role in ("generator", "discriminator", "classifier")}
+DCGAN_FACTORIES = {role: f"sharedgan.dcgan:{role}" for role in ("generator", "discriminator", "classifier")}
 # Settings that only say how the run is carried out: --resume may change them. Any other field
 # shapes the math, so resuming with a different value is refused.
 RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints",
@@ -32,7 +34,7 @@ class ConfigError(ValueError):
 
 def _has_type(value, annotation: str) -> bool:
     """Does a JSON value fit a field annotation ("int", "float | None", ...)? bool is not a number here."""
-    allowed = {"int": (int,), "float": (int, float), "str": (str,), "None": (type(None),)}
+    allowed = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),)}
     kinds = tuple(t for part in annotation.split("|") for t in allowed[part.strip()])
     return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
 
@@ -41,7 +43,10 @@ def _has_type(value, annotation: str) -> bool:
 class TrainConfig:
     # what to train
     k: int = 8  # number of generators
-    dataset: str = "ring8"
+    dataset: str = "ring8"  # ring8, grid25 (2-D, generated), cifar10, mnist, or the path of your images
+    data_dir: str = "data"  # where the image data sets' official files are (or are downloaded to)
+    cache_dir: str | None = None  # their HDF5 caches; None: <data_dir>/cache
+    verify_md5: bool = True
     ring_modes: int = 8
     ring_radius: float = 2.0
     grid_side: int = 5
@@ -51,9 +56,10 @@ class TrainConfig:
     engine: str = "parallel"
     rounds: int = 3000
     batch_size: int = 128
-    noise_dim: int = 2
+    noise_dim: int | None = None  # None: 2 for the 2-D data sets, 100 for images (DCGAN)
     noise: str = "normal"
     hidden: int = 128
+    width: int = 64  # the DCGAN models' base width (64 in DCGAN; 8 makes a CPU smoke run cheap)
     lr_generator: float = 2e-4
     lr_discriminator: float = 2e-4
     lr_classifier: float = 2e-4
@@ -72,12 +78,13 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1  # torch threads per process (per role in the parallel engine)
     # models
-    generator_factory: str = BUILTIN_FACTORIES["generator"]
-    discriminator_factory: str = BUILTIN_FACTORIES["discriminator"]
-    classifier_factory: str = BUILTIN_FACTORIES["classifier"]
+    # None: the MLPs for 2-D data, the DCGAN models for images
+    generator_factory: str | None = None
+    discriminator_factory: str | None = None
+    classifier_factory: str | None = None
     # evaluation, checkpoints, signals
     eval_every: int = 500
-    eval_samples: int = 2500
+    eval_samples: int | None = None  # None: 2500 for 2-D data, 64 per generator for images
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     signal_timeout: float = 120.0  # seconds any role waits for a peer before it gives up
@@ -88,6 +95,10 @@ class TrainConfig:
     on_failure: str = "stop"
     max_restarts: int = 3
     out: str | None = None
+
+    @property
+    def images(self) -> bool:
+        return self.dataset not in DATASETS
 
     @property
     def decay(self) -> float:
@@ -114,7 +125,17 @@ class TrainConfig:
             need(value in options, f"--{name.replace('_', '-')} must be one of {', '.join(options)}, got {value!r}")
 
         need(isinstance(self.k, int) and self.k >= 1, f"--k must be an integer ≥ 1, got {self.k!r}")
-        choice("dataset", DATASETS)
+        need(isinstance(self.dataset, str) and (self.dataset in DATASETS + IMAGE_DATASETS or Path(self.dataset).exists()),
+             f"--dataset must be one of {', '.join(DATASETS + IMAGE_DATASETS)}, or the path of your images "
+             f"(.h5, .npy, .npz or a folder), got {self.dataset!r}")
+        # defaults that depend on the data: filled in here, so config.json records what ran
+        if self.noise_dim is None:
+            self.noise_dim = 100 if self.images else 2
+        if self.eval_samples is None:
+            self.eval_samples = 64 if self.images else 2500
+        for role, factory in (DCGAN_FACTORIES if self.images else MLP_FACTORIES).items():
+            if getattr(self, f"{role}_factory") is None:
+                setattr(self, f"{role}_factory", factory)
         choice("engine", ENGINES)
         choice("noise", NOISE_PRIORS)
         choice("lr_decay", LR_DECAYS)
@@ -124,7 +145,7 @@ class TrainConfig:
             choice(f"optimizer_{role}", OPTIMIZERS)
             lr = getattr(self, f"lr_{role}")
             need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, f"--lr-{role} must be > 0, got {lr!r}")
-        for name in ("rounds", "batch_size", "noise_dim", "hidden", "threads", "eval_every", "eval_samples",
+        for name in ("rounds", "batch_size", "noise_dim", "hidden", "width", "threads", "eval_every", "eval_samples",
                      "checkpoint_every", "keep_checkpoints", "ring_modes", "grid_side"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 1,

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 
 from .checkpoint import write_file
 from .config import ConfigError
@@ -69,6 +70,32 @@ class ImageData:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
+
+
+class ImageDataset:
+    """Real images for D: uniform draws from the mapped cache (no copy of the data set per
+    process or per round), as float [n, C, H, W] in [−1, 1] like the generators' tanh output."""
+
+    centers = None  # no modes: image runs are judged by pictures and class coverage
+
+    def __init__(self, data: ImageData):
+        self.data = data
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        h, w, c = self.data.shape
+        return (c, h, w)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(self.data.images), (n,), generator=generator).numpy()
+        batch = torch.from_numpy(np.asarray(self.data.images[idx]))
+        return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(samples) -> np.ndarray:
+    """Generator output [N, C, H, W] in [−1, 1] → uint8 images [N, H, W, C]."""
+    x = ((samples.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 # ---- the cache ------------------------------------------------------------------------------------
@@ -320,7 +347,6 @@ def _mnist_split(found: dict, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 [N, H, W, C] → [N, size, size, C], bilinear (the papers scale MNIST to 32 × 32)."""
-    import torch
     if images.shape[1:3] == (size, size):
         return np.ascontiguousarray(images)
     x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float()  # a writable copy

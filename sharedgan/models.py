@@ -19,23 +19,17 @@ from typing import Callable
 import torch
 from torch import nn
 
-BUILTIN_FACTORIES = {
-    "generator": "sharedgan.models:mlp_generator",
-    "discriminator": "sharedgan.models:mlp_discriminator",
-    "classifier": "sharedgan.models:mlp_classifier",
-}
-
-
 class FactoryError(ValueError):
     """A model factory reference that cannot be used; the message says what to pass instead."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    sample_shape: tuple[int, ...]
+    sample_shape: tuple[int, ...]  # (2,) for the 2-D mixtures; (C, H, W) for images
     noise_dim: int
     num_generators: int
-    hidden: int = 128
+    hidden: int = 128  # width of the MLPs' hidden layers
+    width: int = 64  # channels of the convolutional models' first (D) or last (G) layer
 
 
 def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:

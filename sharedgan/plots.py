@@ -19,8 +19,21 @@ def _colors(k: int):
 
 
 def _scatter(ax, data: dict, index: int, title: str) -> None:
-    centers, samples, which = data["data/centers"], data["eval/samples"][index], data["eval/generator"][index]
-    k = int(data["attrs"]["k"])
+    _points(ax, data["data/centers"], data["eval/samples"][index], data["eval/generator"][index],
+            int(data["attrs"]["k"]), title)
+
+
+def scatter_samples(samples: np.ndarray, which: np.ndarray, centers: np.ndarray, k: int, path: Path) -> Path:
+    """2-D samples coloured by generator over the real modes, as a PNG."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    _points(ax, centers, samples, which, k, f"{len(samples)} samples (rings: real modes)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def _points(ax, centers, samples, which, k: int, title: str) -> None:
     ax.scatter(centers[:, 0], centers[:, 1], s=120, facecolors="none", edgecolors="0.6", linewidths=1, zorder=1)
     for g, color in enumerate(_colors(k)):
         pts = samples[which == g]
@@ -37,7 +50,9 @@ def plot_run(run_dir: Path) -> list[Path]:
     data = read_run_file(run_dir / "run.h5")
     written = []
     E = len(data["eval/round"])
-    if E:
+    if E and "eval/images" in data:
+        written += _plot_images(run_dir, data)
+    elif E:
         fig, ax = plt.subplots(figsize=(6, 6))
         n = int(data["eval/round"][-1])
         title = (f"round {n + 1}: {data['eval/modes_covered'][-1]}/{len(data['data/centers'])} modes, "
@@ -86,6 +101,17 @@ def plot_run(run_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(run_dir / "curves.png")
     return written
+
+
+def _plot_images(run_dir: Path, data: dict) -> list[Path]:
+    """samples.png: the last evaluation, one row per generator; evolution.png: each generator's
+    first image at every evaluation (rows: generators, columns: evaluations)."""
+    images = data["eval/images"]  # [E, K, g, H, W, C]
+    E, K, g = images.shape[:3]
+    last = save_image_grid(images[-1].reshape(K * g, *images.shape[3:]), run_dir / "samples.png", columns=g)
+    shown = np.unique(np.linspace(0, E - 1, min(E, 12)).round().astype(int))
+    evolution = images[shown][:, :, 0].transpose(1, 0, 2, 3, 4).reshape(K * len(shown), *images.shape[3:])
+    return [last, save_image_grid(evolution, run_dir / "evolution.png", columns=len(shown))]
 
 
 def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:

@@ -52,6 +52,7 @@ from .data import GaussianMixture
 from .metrics import ModeReport, mix, mixture_assignment, mode_report
 
 SCHEMA_VERSION = 2
+GRID_PER_GENERATOR = 8  # images per generator kept from each evaluation of an image run
 
 
 def software_versions() -> dict:
@@ -164,12 +165,15 @@ class RunRecorder:
                     n = min(keep, len(old))
                     values[:n] = old[:n]
             ev = previous
+            keys = ("images",) if self.config.images else (
+                "high_quality", "kl_uniform", "modes_covered", "modes_covered_lenient", "mode_histogram",
+                "generator_table", "samples", "generator")
             for i, r in enumerate(ev.get("eval/round", [])):
                 if r <= round_index:
-                    e = {key: ev[f"eval/{key}"][i] for key in ("round", "train_seconds", "seconds", "high_quality",
-                         "kl_uniform", "modes_covered", "modes_covered_lenient", "mode_histogram",
-                         "generator_table", "samples", "generator")}
-                    e["round"], e["modes_covered"] = int(e["round"]), int(e["modes_covered"])
+                    e = {key: ev[f"eval/{key}"][i] for key in ("round", "train_seconds", "seconds") + keys}
+                    e["round"] = int(e["round"])
+                    if "modes_covered" in e:
+                        e["modes_covered"] = int(e["modes_covered"])
                     self.evals.append(e)
             for i, r in enumerate(ev.get("events/round", [])):
                 if r <= round_index:
@@ -191,20 +195,31 @@ class RunRecorder:
         if self.config.k > 1:
             text += f"  C {s['loss/classifier'][n]:.3f}"
         text += f"  G {np.nanmean(s['loss/generator'][n]):.3f}  β {np.nanmean(s['beta'][n]):.3f}"
-        if self.evals:
+        if self.evals and not self.config.images:
             e = self.evals[-1]
             text += f"  modes {e['modes_covered']}/{len(self.dataset.centers)} hq {e['high_quality']:.0%}"
         return text
 
     # ---- evaluation --------------------------------------------------------------------------
     def evaluate(self, n: int, eval_samples: torch.Tensor, generation_seconds: float,
-                 metrics_overlap_training: bool = False) -> ModeReport:
-        """Metrics on fresh samples ([K, N, ...], one batch per generator) mixed uniformly.
+                 metrics_overlap_training: bool = False) -> ModeReport | None:
+        """Metrics on fresh samples ([K, N, ...], one batch per generator) mixed uniformly; for
+        images, the first GRID_PER_GENERATOR samples of every generator as uint8 pictures.
 
         Evaluation time is subtracted from training time; in the parallel engine the runner's
         metric computation runs while the roles train (``metrics_overlap_training``), so only the
         generators' sample-writing time is subtracted there."""
         t0 = time.perf_counter()
+        if self.config.images:
+            from .image_data import to_uint8
+            grid = eval_samples[:, :GRID_PER_GENERATOR]
+            flat = to_uint8(grid.reshape(-1, *grid.shape[2:]))
+            pictures = flat.reshape(*grid.shape[:2], *flat.shape[1:])  # [K, g, H, W, C]
+            seconds = generation_seconds + time.perf_counter() - t0
+            self.eval_seconds += generation_seconds if metrics_overlap_training else seconds
+            self.evals.append({"round": n, "train_seconds": self.train_seconds(), "seconds": seconds,
+                               "images": pictures})
+            return None
         assignment = mixture_assignment(self.config.eval_samples, self.config.k, self.config.seed, n)
         samples = mix(eval_samples, assignment)
         report = mode_report(samples, assignment, self.dataset.centers, self.dataset.std, self.config.k)
@@ -254,24 +269,40 @@ class RunRecorder:
                 f.create_dataset(name, data=values[:R])
             ev = self.evals
             f.create_dataset("eval/round", data=np.array([e["round"] for e in ev], dtype=np.int64))
-            for key in ("train_seconds", "seconds", "high_quality", "kl_uniform"):
+            for key in ("train_seconds", "seconds"):
                 f.create_dataset(f"eval/{key}", data=np.array([e[key] for e in ev], dtype=np.float64))
-            for key in ("modes_covered", "modes_covered_lenient"):
-                f.create_dataset(f"eval/{key}", data=np.array([e[key] for e in ev], dtype=np.int64))
-            M, K, shape = len(self.dataset.centers), self.config.k, tuple(self.dataset.sample_shape)
-            N = self.config.eval_samples
-            stack = lambda key, shape_, dtype: np.stack([e[key] for e in ev]) if ev else np.zeros((0, *shape_), dtype)  # noqa: E731
-            f.create_dataset("eval/mode_histogram", data=stack("mode_histogram", (M,), np.int64))
-            f.create_dataset("eval/generator_table", data=stack("generator_table", (K, M + 1), np.int64))
-            f.create_dataset("eval/samples", data=stack("samples", (N, *shape), np.float32), compression="gzip")
-            f.create_dataset("eval/generator", data=stack("generator", (N,), np.int16), compression="gzip")
-            centers = f.create_dataset("data/centers", data=self.dataset.centers.numpy())
-            centers.attrs["std"] = self.dataset.std
+            if self.config.images:
+                self._write_images(f)
+            else:
+                self._write_modes(f)
             text = h5py.string_dtype()
             f.create_dataset("events/round", data=np.array([e["round"] for e in self.events], dtype=np.int64))
             f.create_dataset("events/seconds", data=np.array([e["seconds"] for e in self.events], dtype=np.float64))
             f.create_dataset("events/role", data=[e["role"] for e in self.events], dtype=text)
             f.create_dataset("events/what", data=[e["what"] for e in self.events], dtype=text)
+
+    def _write_images(self, f: h5py.File) -> None:
+        c, h, w = self.dataset.sample_shape
+        shape = (self.config.k, min(GRID_PER_GENERATOR, self.config.eval_samples), h, w, c)
+        pictures = np.stack([e["images"] for e in self.evals]) if self.evals else np.zeros((0, *shape), np.uint8)
+        f.create_dataset("eval/images", data=pictures, compression="gzip")
+        f.attrs.update({"data_name": self.dataset.data.name, "data_cache": str(self.dataset.data.cache)})
+
+    def _write_modes(self, f: h5py.File) -> None:
+        ev = self.evals
+        for key in ("high_quality", "kl_uniform"):
+            f.create_dataset(f"eval/{key}", data=np.array([e[key] for e in ev], dtype=np.float64))
+        for key in ("modes_covered", "modes_covered_lenient"):
+            f.create_dataset(f"eval/{key}", data=np.array([e[key] for e in ev], dtype=np.int64))
+        M, K, shape = len(self.dataset.centers), self.config.k, tuple(self.dataset.sample_shape)
+        N = self.config.eval_samples
+        stack = lambda key, shape_, dtype: np.stack([e[key] for e in ev]) if ev else np.zeros((0, *shape_), dtype)  # noqa: E731
+        f.create_dataset("eval/mode_histogram", data=stack("mode_histogram", (M,), np.int64))
+        f.create_dataset("eval/generator_table", data=stack("generator_table", (K, M + 1), np.int64))
+        f.create_dataset("eval/samples", data=stack("samples", (N, *shape), np.float32), compression="gzip")
+        f.create_dataset("eval/generator", data=stack("generator", (N,), np.int16), compression="gzip")
+        centers = f.create_dataset("data/centers", data=self.dataset.centers.numpy())
+        centers.attrs["std"] = self.dataset.std
 
     def close(self) -> None:
         if self._bar_cm is not None:

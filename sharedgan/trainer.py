@@ -78,15 +78,21 @@ class StopSignals:
 
 
 def _check_factories(config: TrainConfig) -> None:
-    """Turn factories into references and build each model once here, so a factory that cannot be
-    imported or returns the wrong thing is reported as bad input before anything is written."""
+    """Fill the data-dependent defaults, turn factories into references, prepare the data set
+    (an image cache is built here, once), and build each model once, so bad input is reported
+    before anything is written."""
+    config.validate()
+    config.data_dir = str(Path(config.data_dir).resolve())  # a run can be sampled from any directory later
+    if config.cache_dir is not None:
+        config.cache_dir = str(Path(config.cache_dir).resolve())
+    if config.images and Path(config.dataset).exists():
+        config.dataset = str(Path(config.dataset).resolve())
     for role in ("generator", "discriminator", "classifier"):
         name = f"{role}_factory"
         try:
             setattr(config, name, factory_reference(getattr(config, name)))
         except FactoryError as exc:
             raise ConfigError(str(exc)) from None
-    config.validate()
     spec = model_spec(config)
     for role in ("generator", "discriminator") + (("classifier",) if config.k > 1 else ()):
         try:
@@ -262,6 +268,9 @@ class Run:
         return out, which
 
     def evaluate(self, n: int = 2500, seed: int = 0) -> ModeReport:
+        if self.config.images:
+            raise ConfigError(f"{self.run_dir} is an image run: 'sharedgan eval' measures mode coverage of 2-D runs; "
+                              "look at its samples.png, or draw more with 'sharedgan sample --png'")
         samples, which = self.sample(n, seed)
         return mode_report(samples, which, self.dataset.centers, self.dataset.std, self.config.k)
 

@@ -7,19 +7,23 @@ import math
 import torch
 
 from ..config import TrainConfig
-from ..data import GaussianMixture, make_dataset
+from ..data import make_dataset
 from ..models import ModelSpec, build_model, check_output
 from ..seeding import derive_seed
 
 
-def dataset_of(config: TrainConfig) -> GaussianMixture:
+def dataset_of(config: TrainConfig):
+    """The real data: a 2-D mixture drawn fresh, or images mapped from their cache (built once)."""
+    if config.images:
+        from ..image_data import ImageDataset, load
+        return ImageDataset(load(config.dataset, config.data_dir, config.cache_dir, config.verify_md5))
     return make_dataset(config.dataset, config.ring_modes, config.ring_radius, config.grid_side,
                         config.grid_spacing, config.mode_std)
 
 
-def model_spec(config: TrainConfig, dataset: GaussianMixture | None = None) -> ModelSpec:
+def model_spec(config: TrainConfig, dataset=None) -> ModelSpec:
     dataset = dataset or dataset_of(config)
-    return ModelSpec(tuple(dataset.sample_shape), config.noise_dim, config.k, config.hidden)
+    return ModelSpec(tuple(dataset.sample_shape), config.noise_dim, config.k, config.hidden, config.width)
 
 
 def make_optimizer(config: TrainConfig, role: str, params) -> torch.optim.Optimizer:

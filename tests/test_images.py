@@ -1,0 +1,74 @@
+"""Image runs end to end: CIFAR-10, MNIST and a user's .h5 through launch and sample, both engines
+equal, and the DCGAN models' shapes and initialisation."""
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from data_files import cifar_folder, mnist_files
+from sharedgan import TrainConfig, train
+from sharedgan.dcgan import classifier, discriminator, generator
+from sharedgan.models import FactoryError, ModelSpec
+from sharedgan.record import read_run_file
+from test_battery import cli
+
+SMOKE = dict(k=2, width=4, rounds=8, batch_size=8, eval_every=4, checkpoint_every=4, seed=3)
+
+
+@pytest.mark.parametrize("size, channels", [(32, 3), (64, 1)])
+def test_dcgan_shapes(size, channels):
+    spec = ModelSpec((channels, size, size), noise_dim=100, num_generators=5, width=8)
+    g, d, c = generator(spec), discriminator(spec), classifier(spec)
+    x = g(torch.randn(6, 100))
+    assert x.shape == (6, channels, size, size) and x.abs().max() <= 1.0  # tanh
+    assert d(x).shape == (6,) and c(x).shape == (6, 5)
+
+
+def test_dcgan_initialisation_and_width():
+    spec = ModelSpec((3, 32, 32), 100, 2, width=64)
+    d = discriminator(spec)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    weights = torch.cat([m.weight.flatten() for m in convs])
+    assert abs(weights.mean().item()) < 1e-3 and abs(weights.std().item() - 0.02) < 1e-3
+    norms = torch.cat([m.weight for m in d.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(norms.mean().item() - 1.0) < 0.01
+    narrow = sum(p.numel() for p in discriminator(ModelSpec((3, 32, 32), 100, 2, width=8)).parameters())
+    assert narrow * 30 < sum(p.numel() for p in d.parameters())  # --width scales every layer
+    with pytest.raises(FactoryError, match="32 × 32 or 64 × 64"):
+        generator(ModelSpec((1, 28, 28), 100, 2))
+
+
+def test_cifar10_trains_in_both_engines_and_they_agree(tmp_path, leak_check):
+    cifar_folder(tmp_path / "data", n=16)
+    runs = {}
+    for engine in ("sequential", "parallel"):
+        runs[engine] = train(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "data"), engine=engine,
+                                         out=str(tmp_path / engine), **SMOKE)).run_dir
+    a, b = (read_run_file(runs[e] / "run.h5") for e in ("sequential", "parallel"))
+    for name in ("loss/generator", "loss/discriminator", "loss/classifier", "eval/images"):
+        assert np.array_equal(a[name], b[name]), name
+    assert a["eval/images"].shape == (2, 2, 8, 32, 32, 3) and a["eval/images"].dtype == np.uint8
+    assert np.isfinite(a["loss/generator"]).all()
+    assert (runs["parallel"] / "samples.png").exists() and (runs["parallel"] / "evolution.png").exists()
+    res = cli("sample", str(runs["parallel"]), "--n", "20", "--out", str(tmp_path / "s.h5"), "--png",
+              str(tmp_path / "s.png"))
+    assert res.returncode == 0, res.stderr
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert f["images"].shape == (20, 32, 32, 3) and f["images"].dtype == np.uint8
+        assert set(f["generator"][()].tolist()) <= {0, 1}
+    assert (tmp_path / "s.png").stat().st_size > 0
+    res = cli("eval", str(runs["parallel"]))
+    assert res.returncode == 2 and "is an image run" in res.stderr
+
+
+def test_mnist_and_own_h5_train(tmp_path):
+    mnist_files(tmp_path / "mnist", n=16, gz=False)
+    mnist = train(TrainConfig(dataset="mnist", data_dir=str(tmp_path / "mnist"), engine="sequential",
+                              out=str(tmp_path / "m"), **SMOKE))
+    assert read_run_file(mnist.run_dir / "run.h5")["eval/images"].shape[-3:] == (32, 32, 1)
+    with h5py.File(tmp_path / "mine.h5", "w") as f:
+        f["images"] = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    own = train(TrainConfig(dataset=str(tmp_path / "mine.h5"), engine="sequential", out=str(tmp_path / "o"),
+                            data_dir=str(tmp_path / "cache-home"), **SMOKE))
+    data = read_run_file(own.run_dir / "run.h5")
+    assert data["eval/images"].shape[-3:] == (64, 64, 3) and data["attrs"]["data_name"] == "mine"
