@@ -24,7 +24,7 @@ MLP_FACTORIES = {role: f"sharedgan.models:mlp_{role}" for role in ("generator", 
 DCGAN_FACTORIES = {role: f"sharedgan.dcgan:{role}" for role in ("generator", "discriminator", "classifier")}
 # Settings that only say how the run is carried out: --resume may change them. Any other field
 # shapes the math, so resuming with a different value is refused.
-RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints",
+RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir", "cache_dir", "verify_md5",
              "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure", "max_restarts", "out")
 
 

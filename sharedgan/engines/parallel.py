@@ -248,6 +248,8 @@ class Supervisor:
                     self.outbox.send("discriminator", Kind.STOP)
                     self.stop_sent_at = now
                     log.info("stop requested; D makes the next round the last")
+                if self.resync is not None and self.stop_sent_at is not None:
+                    self.stop_sent_at = now  # a respawning role is still importing; the grace starts after it
                 if self.stop_sent_at is not None and now - self.stop_sent_at > STOP_GRACE:
                     self._fail(RoleFailed("roles", None, None,
                                           f"{', '.join(group.running())} did not stop within {STOP_GRACE:g} s"))
