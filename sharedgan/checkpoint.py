@@ -87,8 +87,8 @@ def write_file(path: Path, data) -> None:
         os.fsync(f.fileno())
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -102,7 +102,7 @@ def finalize(run_dir: Path, round_index: int, roles: list[str], keep: int, info:
     if missing:
         raise RuntimeError(f"checkpoint of round {round_index} lacks {', '.join(missing)}")
     manifest = {"format": FORMAT, "round": round_index, "roles": roles,
-                "sha256": {r: _sha256(folder / f"{r}.pt") for r in roles}, **(info or {}),
+                "sha256": {r: file_hash(folder / f"{r}.pt") for r in roles}, **(info or {}),
                 "rng": "counter-based: every stream is derived from (seed, purpose, role, round)"}
     tmp = folder / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
@@ -152,7 +152,7 @@ def read_manifest(folder: Path) -> dict:
         path = folder / f"{role}.pt"
         if not path.exists():
             raise CheckpointError(f"{folder} lacks {role}.pt")
-        if _sha256(path) != sums.get(role):
+        if file_hash(path) != sums.get(role):
             raise CheckpointError(f"{path} does not match its checksum (damaged after it was written)")
     return manifest
 

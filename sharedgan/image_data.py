@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 import torch
 
-from .checkpoint import write_file
+from .checkpoint import file_hash, write_file
 from .config import ConfigError
 
 FORMAT = 1
@@ -195,11 +195,7 @@ def _fingerprint(path: Path) -> str:
 
 
 def md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hash(path, "md5")
 
 
 def _fetch(url: str, target: Path) -> None:
