@@ -199,13 +199,24 @@ def _sample_picture(r, samples, which, png) -> None:
 @click.option("--n", "n", type=click.IntRange(min=1), default=2500, show_default=True, help="Fresh samples to evaluate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh samples.")
 def eval_(run, n, seed):
-    """Evaluate RUN's latest checkpoint on N fresh samples and print the mode table."""
+    """Evaluate RUN's latest checkpoint on N fresh samples and print the mode table (2-D runs), then
+    where the time went: each role's mean seconds per round computing, waiting and copying slots."""
     from .metrics import format_report
     from .trainer import load_run
+    from .record import format_time_breakdown, read_run_file
     r = load_run(run)
-    report = r.evaluate(n, seed)
-    click.echo(f"{run}: round {r.round + 1} of {r.config.rounds}, K = {r.config.k}, {r.config.dataset}")
-    click.echo(format_report(report))
+    report = None if r.config.images else r.evaluate(n, seed)
+    click.echo(f"{run}: round {r.round + 1} of {r.config.rounds}, K = {r.config.k}, {r.config.dataset}, "
+               f"{r.config.engine} engine")
+    if report is not None:
+        click.echo(format_report(report))
+    else:
+        click.echo("image run: look at samples.png and evolution.png, or draw more with 'sharedgan sample --png' "
+                   "(class coverage and IS/FID are not built yet)")
+    try:
+        click.echo(format_time_breakdown(read_run_file(Path(run) / "run.h5")))
+    except (OSError, ValueError, KeyError):
+        click.echo("(no readable run.h5: no time breakdown)")
 
 
 @cli.command()

@@ -16,6 +16,9 @@ beta                [R, K]  β_k
 term/discriminator  [R, K]  D's term of J^{G_k}: E[1 − min(d, logit t)]
 term/classifier     [R, K]  C's term without β: E[softplus(c_k)]
 time/round          [R]     wall seconds from the end of the previous round to the end of this one
+time/<role>/compute, time/<role>/wait, time/<role>/copy   [R, K] for generator, [R] for discriminator and
+                    classifier: seconds of the round that role spent computing, waiting for a signal,
+                    and copying into or out of slots (the sequential engine never waits)
 eval/round          [E]     rounds after which an evaluation ran (0-based)
 eval/train_seconds  [E]     training wall time up to that evaluation, evaluation time excluded
 eval/seconds        [E]     time the evaluation took (fresh samples + metrics)
@@ -52,7 +55,8 @@ from .data import GaussianMixture
 from .metrics import ModeReport, mix, mixture_assignment, mode_report
 
 SCHEMA_VERSION = 2
-GRID_PER_GENERATOR = 8  # images per generator kept from each evaluation of an image run
+GRID_PER_GENERATOR = 8
+TIME_PARTS = ("compute", "wait", "copy")  # images per generator kept from each evaluation of an image run
 
 
 def software_versions() -> dict:
@@ -73,6 +77,8 @@ class RunRecorder:
             "loss/discriminator": nan(cap), "loss/classifier": nan(cap), "loss/generator": nan(cap, K),
             "beta": nan(cap, K), "term/discriminator": nan(cap, K), "term/classifier": nan(cap, K),
             "time/round": nan(cap),
+            **{f"time/{role}/{part}": nan(cap, K) if role == "generator" else nan(cap)
+               for role in ("generator", "discriminator", "classifier") for part in TIME_PARTS},
         }
         self.evals: list[dict] = []
         self.events: list[dict] = []
@@ -125,6 +131,15 @@ class RunRecorder:
     def classifier(self, n: int, loss: float) -> None:
         self._room(n)["loss/classifier"][n] = loss
         self._count(n)
+
+    def times(self, role: str, k: int, n: int, compute: float, wait: float, copy: float) -> None:
+        """Where role's round n went: seconds computing, waiting for a signal, copying slots."""
+        s = self._room(n)
+        for part, value in zip(TIME_PARTS, (compute, wait, copy)):
+            if role == "generator":
+                s[f"time/generator/{part}"][n, k] = value
+            else:
+                s[f"time/{role}/{part}"][n] = value
 
     def _count(self, n: int) -> None:
         self._reports[n] = self._reports.get(n, 0) + 1
@@ -328,3 +343,19 @@ def read_run_file(path: Path) -> dict:
     out["config"] = json.loads(out["attrs"]["config"])
     return out
 
+
+
+def format_time_breakdown(data: dict) -> str:
+    """Where each role's rounds went (run.h5's time/<role>/*): mean milliseconds per round spent
+    computing, waiting for a signal and copying slots, and each as a share of the role's round."""
+    lines = ["where the time goes (mean per round; share of that role's round):",
+             f"{'role':<15}" + "".join(f"{part:>18}" for part in TIME_PARTS)]
+    for role in ("generator", "discriminator", "classifier"):
+        parts = [data.get(f"time/{role}/{part}") for part in TIME_PARTS]
+        if any(p is None for p in parts) or not all(np.isfinite(p).any() for p in parts):
+            continue
+        means = [float(np.nanmean(p)) for p in parts]
+        total = sum(means) or 1.0
+        label = f"{role} (each)" if role == "generator" else role
+        lines.append(f"{label:<15}" + "".join(f"{m * 1e3:11.2f} ms {m / total:4.0%}" for m in means))
+    return "\n".join(lines)

@@ -52,6 +52,7 @@ class Kind(enum.IntEnum):
     RESYNC = 17           # runner → role: a peer was restarted; drop the current round and say where you were (round = epoch)
     RESYNC_ACK = 18       # role → runner: dropped round n, waiting for BEGIN; values[0] = epoch
     WRITE_FAILED = 19     # role → runner: its checkpoint of round n could not be written; values[0] = errno
+    TIMES = 20            # role → runner: seconds of round n spent computing, waiting, copying (values 0–2)
 
 
 class Role(enum.IntEnum):
@@ -146,6 +147,7 @@ class Mailbox:
         self.socket.bind(address)
         self.pending: list[Message] = []
         self.rejected = 0
+        self.waited = 0.0  # seconds spent in wait(): the "wait" of the time breakdown
         self.watchdog = watchdog
 
     def _receive(self, timeout_ms: int) -> None:
@@ -181,17 +183,21 @@ class Mailbox:
         self._receive(0)
 
     def wait(self, predicate: Callable[[Message], bool], what: str, timeout: float) -> Message:
+        start = time.perf_counter()
         deadline = time.monotonic() + timeout
-        while True:
-            msg = self.take(predicate)
-            if msg is not None:
-                return msg
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SignalTimeout(f"no {what} within {timeout:g} s")
-            if self.watchdog is not None:
-                self.watchdog()
-            self._receive(int(min(remaining * 1000, POLL_SLICE_MS)) + 1)
+        try:
+            while True:
+                msg = self.take(predicate)
+                if msg is not None:
+                    return msg
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SignalTimeout(f"no {what} within {timeout:g} s")
+                if self.watchdog is not None:
+                    self.watchdog()
+                self._receive(int(min(remaining * 1000, POLL_SLICE_MS)) + 1)
+        finally:
+            self.waited += time.perf_counter() - start
 
     def wait_for(self, kind: Kind, role: Role | None = None, slot: int | None = None, round: int | None = None,
                  timeout: float = 60.0) -> Message:

@@ -269,7 +269,7 @@ class Run:
 
     def evaluate(self, n: int = 2500, seed: int = 0) -> ModeReport:
         if self.config.images:
-            raise ConfigError(f"{self.run_dir} is an image run: 'sharedgan eval' measures mode coverage of 2-D runs; "
+            raise ConfigError(f"{self.run_dir} is an image run: mode coverage is for 2-D runs; "
                               "look at its samples.png, or draw more with 'sharedgan sample --png'")
         samples, which = self.sample(n, seed)
         return mode_report(samples, which, self.dataset.centers, self.dataset.std, self.config.k)

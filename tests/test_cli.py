@@ -61,6 +61,7 @@ def test_eval_prints_the_mode_table(finished_run):
     res = run_cli("eval", str(out), "--n", "500")
     assert res.returncode == 0, res.stderr
     assert "modes covered" in res.stdout and "generator × mode" in res.stdout
+    assert "where the time goes" in res.stdout and "discriminator" in res.stdout.split("where the time goes")[1]
 
 
 def test_help_explains_every_option():

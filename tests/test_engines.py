@@ -36,6 +36,21 @@ def test_parallel_equals_sequential_over_200_rounds_at_k4(tmp_path, leak_check, 
     assert seq.rounds_completed == par.rounds_completed == 200
     roles = TrainConfig(**base).roles
     assert _max_difference(seq.run_dir, par.run_dir, roles) <= 1e-6
+    _check_time_breakdown(read_run_file(seq.run_dir / "run.h5"), read_run_file(par.run_dir / "run.h5"), k=4)
+
+
+def _check_time_breakdown(seq, par, k):
+    """Every role reports compute / wait / copy for every round; only the parallel engine waits."""
+    for data in (seq, par):
+        assert data["time/generator/compute"].shape == data["time/generator/copy"].shape == (200, k)
+        for role in ("generator", "discriminator", "classifier"):
+            for part in ("compute", "wait", "copy"):
+                values = data[f"time/{role}/{part}"]
+                assert np.isfinite(values).all() and (values >= 0).all(), f"{role} {part}"
+            assert (data[f"time/{role}/compute"] > 0).all() and (data[f"time/{role}/copy"] > 0).all()
+    assert all((seq[f"time/{role}/wait"] == 0).all() for role in ("generator", "discriminator", "classifier"))
+    # in lock-step every generator waits for D and C each round, and D waits for the samples
+    assert (par["time/generator/wait"] > 0).all() and par["time/discriminator/wait"].sum() > 0
 
 
 def test_k1_is_a_plain_gan_in_both_engines(tmp_path, leak_check):

@@ -111,6 +111,8 @@ class Supervisor:
                 self.recorder.discriminator(msg.round, msg.values[0])
             else:
                 self.recorder.classifier(msg.round, msg.values[0])
+        elif kind == Kind.TIMES:
+            self.recorder.times(msg.role.name.lower(), msg.slot, msg.round, *msg.values[:3])
         elif kind == Kind.EVAL_READY:
             seconds = self.eval_ready.setdefault(msg.round, [])
             seconds.append(msg.values[0])

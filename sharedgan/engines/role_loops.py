@@ -109,7 +109,12 @@ def run_rounds(links: Links, role: RoleState, buf: SlotBuffer, one_round: Callab
     while True:
         try:
             links.tick()
-            if one_round(n):
+            start, waited, copied = time.perf_counter(), links.mailbox.waited, role.copy_seconds
+            final = one_round(n)
+            wait, copy = links.mailbox.waited - waited, role.copy_seconds - copied
+            compute = time.perf_counter() - start - wait - copy
+            links.send("runner", Kind.TIMES, links.outbox.slot, n, (compute, wait, copy))
+            if final:
                 return
             n += 1
         except Resync as exc:

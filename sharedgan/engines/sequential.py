@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -36,6 +37,31 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: 
         torch.set_num_threads(threads_before)
 
 
+class StepClock:
+    """The time breakdown of one process running every role: each role's steps are timed apart;
+    its copies into and out of slots are counted by the role itself; nothing ever waits."""
+
+    def __init__(self, roles):
+        self.roles = roles
+        self.seconds = {role.name: 0.0 for role in roles}
+        self.copied = {role.name: role.copy_seconds for role in roles}
+
+    @contextmanager
+    def __call__(self, role):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[role.name] += time.perf_counter() - start
+
+    def report(self, recorder: RunRecorder, round_index: int) -> None:
+        for role in self.roles:
+            copy = role.copy_seconds - self.copied[role.name]
+            recorder.times(role.name.split("-")[0], getattr(role, "k", -1), round_index,
+                           self.seconds[role.name] - copy, 0.0, copy)
+            self.seconds[role.name], self.copied[role.name] = 0.0, role.copy_seconds
+
+
 def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: int, restore: Path | None) -> int:
     spec = model_spec(config, recorder.dataset)
     buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
@@ -54,24 +80,33 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
     recorder.start_training()
     log.info("training started at round %d", start)
     n = start - 1
+    clock = StepClock(roles)
     for n in range(start, config.rounds):
         final = n == config.rounds - 1 or stop.requested
         for g in generators:
-            g.write_sample(buf, n)
+            with clock(g):
+                g.write_sample(buf, n)
         d_losses = []
-        for k in range(config.k):
-            disc.validate(buf, k, n)
-            d_losses.append(disc.update(k, n))
+        with clock(disc):
+            for k in range(config.k):
+                disc.validate(buf, k, n)
+                d_losses.append(disc.update(k, n))
         recorder.discriminator(n, mean(d_losses))
         if clf is not None:
-            recorder.classifier(n, mean([clf.serve_slot(buf, k, n) for k in range(config.k)]))
+            with clock(clf):
+                c_loss = mean([clf.serve_slot(buf, k, n) for k in range(config.k)])
+            recorder.classifier(n, c_loss)
         for g in generators:
-            recorder.generator(g.k, n, *g.update(buf, n))
+            with clock(g):
+                stats = g.update(buf, n)
+            recorder.generator(g.k, n, *stats)
         if eval_due(config, n, final):
             t0 = time.perf_counter()
             for g in generators:
-                g.write_eval(buf, n)
+                with clock(g):
+                    g.write_eval(buf, n)
             recorder.evaluate(n, buf.eval_sample, time.perf_counter() - t0)
+        clock.report(recorder, n)
         if checkpoint_due(config, n, final):
             for role in roles:
                 checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))

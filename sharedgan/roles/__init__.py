@@ -3,6 +3,8 @@ it knows nothing of processes or signals, so every engine runs the very same ste
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 
 import torch
 
@@ -75,6 +77,15 @@ class RoleState:
     config: TrainConfig
     lr_role: str
     name: str
+    copy_seconds = 0.0  # time spent copying into or out of slots (the "copy" of the time breakdown)
+
+    @contextmanager
+    def copying(self):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.copy_seconds += time.perf_counter() - start
 
     def set_round(self, round_index: int) -> None:
         """Apply the round's learning rate (``--lr-decay``); cheap and idempotent."""

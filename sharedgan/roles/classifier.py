@@ -39,13 +39,15 @@ class ClassifierRole(RoleState):
         loss.backward()
         self.opt.step()
 
-        x = buf.sample[k].clone().requires_grad_(True)  # see DiscriminatorRole.validate
+        with self.copying():
+            x = buf.sample[k].clone().requires_grad_(True)  # see DiscriminatorRole.validate
         own = self.net(x)[:, k]
         term = generator_c_term(own)
         grad = input_gradient(term, x)
         check_finite(self.name, round_index, f"its gradient for slot {k}", grad)
-        buf.c_grad[k].copy_(grad)
-        buf.c_score[k].copy_(own.detach())
+        with self.copying():
+            buf.c_grad[k].copy_(grad)
+            buf.c_score[k].copy_(own.detach())
         buf.c_term[k] = term.item()
         buf.c_round[k] = round_index
         return loss.item()

@@ -33,13 +33,15 @@ class DiscriminatorRole(RoleState):
             raise RuntimeError(f"discriminator: slot {k} holds round {int(buf.sample_round[k])}, expected {round_index}")
         # A private copy: every field is a view of one flat storage with one autograd version
         # counter, so writing d_grad below would otherwise invalidate the graph kept for update().
-        x = buf.sample[k].clone().requires_grad_(True)
+        with self.copying():
+            x = buf.sample[k].clone().requires_grad_(True)
         logits = self.net(x).reshape(-1)
         term = generator_d_term(logits, self.config.threshold)
         grad = input_gradient(term, x, retain_graph=True)
         check_finite(self.name, round_index, f"its gradient for slot {k}", grad)
-        buf.d_grad[k].copy_(grad)
-        buf.d_score[k].copy_(logits.detach())
+        with self.copying():
+            buf.d_grad[k].copy_(grad)
+            buf.d_score[k].copy_(logits.detach())
         buf.d_term[k] = term.item()
         faults.point("validation-write", self.name, round_index)
         buf.d_round[k] = round_index

@@ -38,7 +38,8 @@ class GeneratorRole(RoleState):
         """Algorithm 1 lines 7–9: sample z from the prior, generate m samples, put them in slot k."""
         x = self.net(self.noise(self.config.batch_size, "noise", round_index))
         check_finite(self.name, round_index, "its sample", x.detach())
-        buf.sample[self.k].copy_(x.detach())
+        with self.copying():
+            buf.sample[self.k].copy_(x.detach())
         faults.point("slot-write", self.name, round_index)
         buf.sample_round[self.k] = round_index
         self._sample = x
@@ -68,7 +69,8 @@ class GeneratorRole(RoleState):
                                f"(D wrote {int(buf.d_round[k])}, C wrote {int(buf.c_round[k])})")
         self.set_round(round_index)
         beta = self.beta(buf, round_index)
-        grad = buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k]
+        with self.copying():  # reading D's and C's errors out of the slot
+            grad = buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k].clone()
         self.opt.zero_grad(set_to_none=True)
         self._sample.backward(grad)
         self.opt.step()
@@ -106,5 +108,7 @@ class GeneratorRole(RoleState):
         """Fresh samples for evaluation, from their own noise stream (never the training batch)."""
         was_training = self.net.training
         self.net.eval()
-        buf.eval_sample[self.k].copy_(self.net(self.noise(self.config.eval_samples, "eval-noise", round_index)))
+        samples = self.net(self.noise(self.config.eval_samples, "eval-noise", round_index))
+        with self.copying():
+            buf.eval_sample[self.k].copy_(samples)
         self.net.train(was_training)
