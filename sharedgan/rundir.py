@@ -49,7 +49,7 @@ def prepare(config: TrainConfig, force: bool = False, resume: bool = False) -> t
         _prepare(run_dir, force, resume)
         lock = lock or RunLock(run_dir)
         config.out = str(run_dir)
-        _write_atomic(run_dir / "config.json", config.to_json() + "\n")
+        write_atomic(run_dir / "config.json", config.to_json() + "\n")
     except BaseException:
         if lock is not None:
             lock.release()
@@ -57,7 +57,8 @@ def prepare(config: TrainConfig, force: bool = False, resume: bool = False) -> t
     return run_dir, lock
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Readers (tests, tools watching the run) see the old file or the new one, never half of it."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -76,11 +76,12 @@ FAULTS = [  # (process, point, round, signal): each is killed there, the run end
 @pytest.mark.parametrize("process, point, round_index, sig", FAULTS)
 def test_killed_at_a_critical_point_then_resumed(reference, launch, leak_check, process, point, round_index, sig):
     job = launch(*ARGS, env={"SHAREDGAN_FAULT": f"{process}:{point}:{round_index}:{sig}"})
-    children = []
-    while not job.out.joinpath("processes.json").exists() and job.proc.poll() is None:
+    children, wanted = [], len(TrainConfig(**BASE).roles) + 1
+    while job.proc.poll() is None:  # every process's pid, for the killed-runner check below
+        if job.out.joinpath("processes.json").exists() and len(job.pids()) == wanted:
+            children = [pid for name, pid in job.pids().items() if name != "runner"]
+            break
         time.sleep(0.05)
-    if job.proc.poll() is None:
-        children = [pid for name, pid in job.pids().items() if name != "runner"]
     code, _, err = job.finish(120)
     ended_at = time.monotonic()
     if process == "runner":

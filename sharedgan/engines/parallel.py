@@ -29,7 +29,7 @@ from ..buffer import SlotBuffer, slot_fields
 from ..config import TrainConfig
 from ..record import RunRecorder
 from ..roles import DIVERGENCE_KINDS, model_spec
-from ..rundir import log_path
+from ..rundir import log_path, write_atomic
 from ..runner import ProcessGroup, RoleFailed, describe_exit
 from ..signals import Endpoints, Kind, Mailbox, Message, Outbox, Role
 from .role_loops import EXIT_DIVERGED, EXIT_WRITE_FAILED, role_main
@@ -80,7 +80,7 @@ class Supervisor:
                 os.getpid(), str(restore) if restore else None, self.epoch)
         self.group.spawn(name, role_main, args, str(log_path(self.run_dir, name)))
         self.last_seen[name] = time.monotonic()
-        (self.run_dir / "processes.json").write_text(json.dumps({"runner": os.getpid(), **self.group.pids()}, indent=2))
+        write_atomic(self.run_dir / "processes.json", json.dumps({"runner": os.getpid(), **self.group.pids()}, indent=2))
 
     def _begin(self, round_index: int) -> None:
         for name in self.roles:
