@@ -17,7 +17,9 @@ setup(
         "h5py>=3.8",
         "matplotlib>=3.7",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # metrics: Inception score and FID. torch-fidelity needs torchvision, which must match your torch
+    # (pip picks the torchvision release built for it; see README, "Image metrics").
+    extras_require={"test": ["pytest>=7"], "metrics": ["torch-fidelity>=0.3"]},
     entry_points={"console_scripts": ["sharedgan=sharedgan.cli:main"]},
     scripts=["bin/sharedgan"],
     classifiers=["Operating System :: POSIX :: Linux", "License :: OSI Approved :: MIT License"],

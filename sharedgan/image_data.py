@@ -66,6 +66,7 @@ class ImageData:
     cache: Path
     test_images: np.ndarray | None = None
     test_labels: np.ndarray | None = None
+    source_id: str = ""  # what the cache was made from (a checksum): other caches keyed on the data use it
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -161,8 +162,9 @@ def open_cache(cache: Path) -> ImageData:
     with h5py.File(cache, "r") as f:
         maps = {key: _map(cache, f[key]) for key in ("images", "labels", "test_images", "test_labels") if key in f}
         classes, name = json.loads(f.attrs["classes"]), str(f.attrs["name"])
+        source_id = str(f.attrs["source_id"])
     return ImageData(maps["images"], maps["labels"], classes, name, cache, maps.get("test_images"),
-                     maps.get("test_labels"))
+                     maps.get("test_labels"), source_id)
 
 
 def _map(path: Path, ds: h5py.Dataset) -> np.ndarray:

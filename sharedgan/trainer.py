@@ -9,10 +9,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import checkpoint, rundir
 from .config import RESUMABLE, ConfigError, TrainConfig
+from .coverage import MIN_ACCURACY, class_coverage, classifier_for
 from .metrics import ModeReport, mode_report
 from .models import FactoryError, factory_reference
 from .record import RunRecorder, read_run_file
@@ -273,6 +275,31 @@ class Run:
                               "look at its samples.png, or draw more with 'sharedgan sample --png'")
         samples, which = self.sample(n, seed)
         return mode_report(samples, which, self.dataset.centers, self.dataset.std, self.config.k)
+
+
+    def class_coverage(self, n: int = 2500, seed: int = 0, epochs: int = 10, min_accuracy: float = MIN_ACCURACY,
+                       on_step=None):
+        """Class coverage of n fresh samples (image runs on labelled data), judged by the data
+        set's cached classifier (trained first if missing; ``on_step(done, total)`` reports it)."""
+        if not self.config.images:
+            raise ConfigError(f"{self.run_dir} is a 2-D run: class coverage is for image runs; use evaluate()")
+        classifier, _ = classifier_for(self.dataset.data, epochs, on_step=on_step)
+        samples, which = self.sample(n, seed)
+        return class_coverage(classifier, samples, which, self.config.k, min_accuracy)
+
+    def inception(self, n: int = 2500, seed: int = 0, weights_path: str | None = None, device: str = "cpu"):
+        """IS and FID (torch-fidelity) of n fresh samples: the mixture and each generator alone."""
+        from .fidelity import inception_metrics
+        from .image_data import to_uint8
+        if not self.config.images:
+            raise ConfigError(f"{self.run_dir} is a 2-D run: Inception score and FID are for image runs")
+        samples, which = self.sample(n, seed)
+        data = self.dataset.data
+        pick = np.sort(torch.randperm(len(data.images), generator=stream(seed, "fid-real"))[:n].numpy())
+        real = np.asarray(data.images[pick])
+        key = f"{data.name}-{data.source_id[:16]}-{len(real)}-{seed}"
+        return inception_metrics(to_uint8(samples), which.numpy(), self.config.k, real, key,
+                                 data.cache.parent / "fidelity", weights_path, device), len(real)
 
 
 def load_run(run_dir: str | Path) -> Run:

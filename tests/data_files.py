@@ -62,3 +62,19 @@ def mnist_files(root: Path, n: int = 12, gz: bool = True, labels_for: int | None
             else:
                 (root / name).write_bytes(raw)
     return root
+
+
+def learnable_images(n: int, classes: int, size: int = 32, channels: int = 3, seed: int = 0):
+    """Labelled images a small CNN can learn: class c is stripes of period 2(c + 1) pixels at a
+    random phase, on noise (a texture, so it survives translation and pooling). Returns
+    (uint8 [n, size, size, channels], int64 labels [n])."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    noise = rng.integers(0, 60, (n, size, size, channels), dtype=np.int64)
+    cols = np.arange(size)
+    images = np.empty_like(noise)
+    for i, c in enumerate(labels):
+        period = 2 * (c + 1)
+        stripes = ((cols + rng.integers(period)) % period) < period // 2
+        images[i] = noise[i] + 180 * stripes[None, :, None]
+    return images.clip(0, 255).astype(np.uint8), labels.astype(np.int64)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_files import cifar_folder, mnist_files
+from data_files import cifar_folder, learnable_images, mnist_files
 from sharedgan import TrainConfig, train
 from sharedgan.dcgan import classifier, discriminator, generator
 from sharedgan.models import FactoryError, ModelSpec
@@ -57,9 +57,31 @@ def test_cifar10_trains_in_both_engines_and_they_agree(tmp_path, leak_check):
         assert f["images"].shape == (20, 32, 32, 3) and f["images"].dtype == np.uint8
         assert set(f["generator"][()].tolist()) <= {0, 1}
     assert (tmp_path / "s.png").stat().st_size > 0
-    res = cli("eval", str(runs["parallel"]))
+    res = cli("eval", str(runs["parallel"]), "--n", "40", "--classifier-epochs", "2")
     assert res.returncode == 0, res.stderr
-    assert "image run: look at samples.png" in res.stdout and "where the time goes" in res.stdout
+    # random pixels with random labels: the classifier cannot learn them, so coverage is refused
+    assert "class coverage not reported: the classifier is right on" in res.stdout, res.stdout
+    assert "where the time goes" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_eval_reports_class_coverage_of_an_image_run(tmp_path):
+    images, labels = learnable_images(240, 3)
+    with h5py.File(tmp_path / "stripes.h5", "w") as f:
+        f["images"], f["labels"] = images, labels
+    run = train(TrainConfig(dataset=str(tmp_path / "stripes.h5"), engine="sequential", out=str(tmp_path / "run"),
+                            data_dir=str(tmp_path / "data"), **SMOKE)).run_dir
+    res = cli("eval", str(run), "--n", "60", "--classifier-epochs", "6")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "classifier accuracy" in out and "classes covered" in out and "generator × predicted class" in out, out
+    table = out[out.index("generator × predicted class"):].splitlines()[2:5]
+    assert [line.split()[0] for line in table] == ["0", "1", "all"]
+    assert sum(int(v) for v in table[2].split()[1:]) == 60  # every sample labelled once
+    assert list((tmp_path / "data" / "cache").glob("stripes.classifier-*.pt"))  # cached for the next eval
+    res = cli("eval", str(run), "--n", "60", "--classifier-epochs", "6", "--inception",
+              "--inception-weights", str(tmp_path / "nowhere.pth"))
+    assert res.returncode == 0 and "Traceback" not in res.stderr
+    assert "torch-fidelity" in res.stdout or "no Inception weights at" in res.stdout  # a clear line, not a crash
 
 
 def test_mnist_and_own_h5_train(tmp_path):
