@@ -13,7 +13,9 @@ this round's.
 
 The buffer is allocated by the runner before any child starts and handed to children at spawn
 (``handle()`` / ``attach()``); on CPU it is shared memory whose file is unlinked at creation, so
-nothing is left in /dev/shm on any exit path. The same code takes a CUDA device later.
+nothing is left in /dev/shm on any exit path. On CUDA (``--device cuda``) it is one device
+allocation that torch.multiprocessing hands to the children as a CUDA IPC handle; the runner keeps
+it alive for the whole run, and a writer settles its stream before it signals (see devices).
 """
 from __future__ import annotations
 

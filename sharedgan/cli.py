@@ -52,7 +52,12 @@ LAUNCH_OPTIONS = [
     ("--beta-tau", "beta_tau", float, "τ of the loss-gap schedule, in loss units."),
     ("--threshold", "threshold", float, "t: the generator's D term 1 − d(x) is truncated (no gradient) where D(x) > t."),
     ("--seed", "seed", int, "Run seed; every random stream is derived from it."),
-    ("--device", "device", str, "Where models and the slot buffer live (cpu)."),
+    ("--device", "device", str, "Where the slot buffer and the models live: cpu, cuda or cuda:N (CUDA tensors are shared "
+     "between the processes through torch.multiprocessing)."),
+    ("--devices", "devices", str, "Place roles on several GPUs: 'generators:cuda:0,cuda:1;discriminator:cuda:2;classifier:cuda:3' "
+     "(generators dealt over their list; unnamed roles on --device)."),
+    ("--deterministic/--no-deterministic", "deterministic", bool,
+     "Deterministic kernels in every process (torch.use_deterministic_algorithms), for bit-exact GPU runs."),
     ("--threads", "threads", int, "Torch threads per process (per role in the parallel engine)."),
     ("--ring-modes", "ring_modes", int, "ring8: number of modes on the circle."),
     ("--ring-radius", "ring_radius", float, "ring8: radius of the circle."),

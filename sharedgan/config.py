@@ -25,7 +25,8 @@ DCGAN_FACTORIES = {role: f"sharedgan.dcgan:{role}" for role in ("generator", "di
 # Settings that only say how the run is carried out: --resume may change them. Any other field
 # shapes the math, so resuming with a different value is refused.
 RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir", "cache_dir", "verify_md5",
-             "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure", "max_restarts", "out")
+             "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure", "max_restarts", "out",
+             "device", "devices", "deterministic")
 
 
 class ConfigError(ValueError):
@@ -75,7 +76,9 @@ class TrainConfig:
     beta_tau: float = 1.0
     threshold: float = 0.99  # t: the generator's D term is truncated where D(x) > t
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # the slot buffer, and every role not placed by devices: cpu, cuda, cuda:N
+    devices: str | None = None  # role placement on several GPUs, e.g. "generators:cuda:0,cuda:1;discriminator:cuda:2"
+    deterministic: bool = False  # deterministic kernels in every process (torch.use_deterministic_algorithms)
     threads: int = 1  # torch threads per process (per role in the parallel engine)
     # models
     # None: the MLPs for 2-D data, the DCGAN models for images
@@ -165,8 +168,10 @@ class TrainConfig:
              f"--max-restarts must be an integer ≥ 0, got {self.max_restarts!r}")
         need(self.out is None or (isinstance(self.out, str) and self.out.strip() and "\0" not in self.out),
              f"out must be a directory path, got {self.out!r}")
-        need(self.device == "cpu", f"--device {self.device!r} is not supported yet; use --device cpu "
-                                   "(the CUDA slot buffer is planned, see the README)")
+        need(isinstance(self.device, str), f"--device must be a device name, got {self.device!r}")
+        need(self.devices is None or isinstance(self.devices, str), f"--devices must be a placement, got {self.devices!r}")
+        from .devices import check
+        check(self)
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"--seed must be an integer in [0, 2^63), got {self.seed!r}")
         return self
 

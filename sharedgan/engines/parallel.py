@@ -25,6 +25,7 @@ from pathlib import Path
 import zmq
 
 from .. import checkpoint
+from .. import devices
 from ..buffer import SlotBuffer, slot_fields
 from ..config import TrainConfig
 from ..record import RunRecorder
@@ -51,7 +52,10 @@ class Supervisor:
         self.config, self.run_dir, self.recorder, self.stop = config, run_dir, recorder, stop
         self.start, self.restore = start, restore
         spec = model_spec(config, recorder.dataset)
-        self.buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k)
+        # On CUDA the runner allocates the buffer and holds it for the whole run: children map the
+        # same memory through CUDA IPC handles, which stay valid only while the allocation lives.
+        self.buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
+                                       devices.buffer_device(config))
         self.token = secrets.token_bytes(16)
         self.endpoints = Endpoints()
         self.group = ProcessGroup(self.endpoints.run_id)
@@ -117,7 +121,7 @@ class Supervisor:
             seconds = self.eval_ready.setdefault(msg.round, [])
             seconds.append(msg.values[0])
             if len(seconds) == cfg.k:
-                samples = self.buf.eval_sample.clone()
+                samples = self.buf.eval_sample.to("cpu", copy=True)
                 for k in range(cfg.k):
                     self.outbox.send(f"generator-{k}", Kind.EVAL_RELEASED, k, msg.round)
                 self.recorder.evaluate(msg.round, samples, max(self.eval_ready.pop(msg.round)),

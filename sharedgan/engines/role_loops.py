@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 import zmq
 
-from .. import checkpoint
+from .. import checkpoint, devices
 from ..buffer import SlotBuffer
 from ..config import TrainConfig
 from ..roles import Diverged, RoleState, dataset_of, model_spec
@@ -65,6 +65,7 @@ class Links:
         self.next_beat = 0.0
         self.first_round = 0
         self.epoch = 0  # a respawned role starts in the epoch of the resync that brought it back
+        self.devices: tuple = ()  # the role's and the buffer's: CUDA work on them is settled before a signal
         mailbox.watchdog = self.tick
 
     def tick(self) -> None:
@@ -76,6 +77,7 @@ class Links:
             self.next_beat = now + self.beat_every
 
     def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values=()):
+        devices.settle(*self.devices)  # what this role wrote into the buffer is there before a peer hears of it
         self.outbox.send(to, kind, slot, round, values)
 
     def wait(self, kind: Kind, role: Role, slot: int | None, round_index: int):
@@ -217,19 +219,19 @@ def _classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Link
     run_rounds(links, role, buf, one_round)
 
 
-def _build(name: str, config: TrainConfig) -> tuple[RoleState, Callable, Role, int, list[str]]:
+def _build(name: str, config: TrainConfig, device: torch.device) -> tuple[RoleState, Callable, Role, int, list[str]]:
     """The role object, its loop, and whom it talks to."""
     generators = [f"generator-{j}" for j in range(config.k)]
     classifier = ["classifier"] if config.k > 1 else []
     if name.startswith("generator-"):
         k = int(name.split("-")[1])
-        return (GeneratorRole(config, model_spec(config), k), _generator, Role.GENERATOR, k,
+        return (GeneratorRole(config, model_spec(config), k, device), _generator, Role.GENERATOR, k,
                 ["runner", "discriminator"] + classifier)
     if name == "discriminator":
         dataset = dataset_of(config)
-        return (DiscriminatorRole(config, model_spec(config, dataset), dataset), _discriminator, Role.DISCRIMINATOR,
-                -1, ["runner"] + generators + classifier)
-    return ClassifierRole(config, model_spec(config)), _classifier, Role.CLASSIFIER, -1, ["runner"] + generators
+        return (DiscriminatorRole(config, model_spec(config, dataset), dataset, device), _discriminator,
+                Role.DISCRIMINATOR, -1, ["runner"] + generators + classifier)
+    return ClassifierRole(config, model_spec(config), device), _classifier, Role.CLASSIFIER, -1, ["runner"] + generators
 
 
 def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, endpoint_spec: tuple,
@@ -245,9 +247,12 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
     code, linger = 0, 0
     try:
         mailbox = Mailbox(context, endpoints.address(name), token, watchdog)
-        role, loop, kind, slot, peers = _build(name, config)
+        device = devices.role_device(config, name)
+        devices.prepare(config, device)
+        role, loop, kind, slot, peers = _build(name, config, device)
         outbox = Outbox(context, token, kind, slot, endpoints, peers)
         links = Links(mailbox, outbox, config, watchdog)
+        links.devices = (device, devices.buffer_device(config))
         links.epoch = epoch
         if restore:
             state = checkpoint.load_role(Path(restore), name)

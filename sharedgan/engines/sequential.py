@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, devices
 from ..buffer import SlotBuffer, slot_fields
 from ..config import TrainConfig
 from ..record import RunRecorder
@@ -29,12 +30,14 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: 
         restore: Path | None = None) -> int:
     """Train rounds ``start``.. (from checkpoint ``restore`` when resuming); return the last round
     run (the round that starts after a stop request is the last)."""
-    threads_before = torch.get_num_threads()
+    threads_before, deterministic_before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(config.threads)
+    devices.prepare(config, devices.buffer_device(config))
     try:
         return _train(config, run_dir, recorder, stop, start, restore)
-    finally:
+    finally:  # the caller's process is left as it was
         torch.set_num_threads(threads_before)
+        torch.use_deterministic_algorithms(deterministic_before)
 
 
 class StepClock:
@@ -65,10 +68,11 @@ class StepClock:
 def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: int, restore: Path | None) -> int:
     spec = model_spec(config, recorder.dataset)
     buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
-                              shared=False)
-    generators = [GeneratorRole(config, spec, k) for k in range(config.k)]
-    disc = DiscriminatorRole(config, spec, recorder.dataset)
-    clf = ClassifierRole(config, spec) if config.k > 1 else None
+                              devices.buffer_device(config), shared=False)
+    place = partial(devices.role_device, config)
+    generators = [GeneratorRole(config, spec, k, place(f"generator-{k}")) for k in range(config.k)]
+    disc = DiscriminatorRole(config, spec, recorder.dataset, place("discriminator"))
+    clf = ClassifierRole(config, spec, place("classifier")) if config.k > 1 else None
     roles = generators + [disc] + ([clf] if clf else [])
     if restore is not None:
         for role in roles:
@@ -105,7 +109,7 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
             for g in generators:
                 with clock(g):
                     g.write_eval(buf, n)
-            recorder.evaluate(n, buf.eval_sample, time.perf_counter() - t0)
+            recorder.evaluate(n, buf.eval_sample.cpu(), time.perf_counter() - t0)
         clock.report(recorder, n)
         if checkpoint_due(config, n, final):
             for role in roles:

@@ -13,6 +13,8 @@ from ..data import make_dataset
 from ..models import ModelSpec, build_model, check_output
 from ..seeding import derive_seed
 
+CPU = torch.device("cpu")
+
 
 def dataset_of(config: TrainConfig):
     """The real data: a 2-D mixture drawn fresh, or images mapped from their cache (built once)."""
@@ -36,7 +38,8 @@ def make_optimizer(config: TrainConfig, role: str, params) -> torch.optim.Optimi
 
 
 def make_model(config: TrainConfig, role: str, spec: ModelSpec, index: int = 0) -> torch.nn.Module:
-    """The model of one role, initialised from its own stream and checked for output shape."""
+    """The model of one role, initialised on the CPU from its own stream (so every device starts
+    from the same weights) and checked for output shape; the role moves it to its device."""
     net = build_model(getattr(config, f"{role}_factory"), spec, derive_seed(config.seed, "init", role, index))
     probe_in = torch.zeros(2, spec.noise_dim) if role == "generator" else torch.zeros(2, *spec.sample_shape)
     was_training = net.training

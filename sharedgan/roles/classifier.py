@@ -11,16 +11,16 @@ from ..buffer import SlotBuffer
 from ..config import TrainConfig
 from ..losses import classifier_loss, generator_c_term, input_gradient
 from ..models import ModelSpec
-from . import RoleState, check_finite, make_model, make_optimizer
+from . import CPU, RoleState, check_finite, make_model, make_optimizer
 
 
 class ClassifierRole(RoleState):
     lr_role = "classifier"
     name = "classifier"
 
-    def __init__(self, config: TrainConfig, spec: ModelSpec):
-        self.config = config
-        self.net = make_model(config, "classifier", spec)
+    def __init__(self, config: TrainConfig, spec: ModelSpec, device: torch.device = CPU):
+        self.config, self.device = config, device
+        self.net = make_model(config, "classifier", spec).to(device)
         self.opt = make_optimizer(config, "classifier", self.net.parameters())
 
     def serve_slot(self, buf: SlotBuffer, k: int, round_index: int) -> float:
@@ -30,8 +30,8 @@ class ClassifierRole(RoleState):
             raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
         self.set_round(round_index)
         K, m = buf.num_slots, self.config.batch_size
-        logits = self.net(buf.sample.reshape(K * m, *buf.sample.shape[2:]))[:, k].reshape(K, m)
-        others = torch.ones(K, dtype=torch.bool)
+        logits = self.net(buf.sample.reshape(K * m, *buf.sample.shape[2:]).to(self.device))[:, k].reshape(K, m)
+        others = torch.ones(K, dtype=torch.bool, device=logits.device)
         others[k] = False
         loss = classifier_loss(logits[others], logits[k])
         check_finite(self.name, round_index, "its loss", loss.detach())
@@ -40,7 +40,7 @@ class ClassifierRole(RoleState):
         self.opt.step()
 
         with self.copying():
-            x = buf.sample[k].clone().requires_grad_(True)  # see DiscriminatorRole.validate
+            x = buf.sample[k].to(self.device, copy=True).requires_grad_(True)  # see DiscriminatorRole.validate
         own = self.net(x)[:, k]
         term = generator_c_term(own)
         grad = input_gradient(term, x)

@@ -10,16 +10,16 @@ from ..data import GaussianMixture
 from ..losses import discriminator_loss, generator_d_term, input_gradient
 from ..models import ModelSpec
 from ..seeding import stream
-from . import RoleState, check_finite, make_model, make_optimizer
+from . import CPU, RoleState, check_finite, make_model, make_optimizer
 
 
 class DiscriminatorRole(RoleState):
     lr_role = "discriminator"
     name = "discriminator"
 
-    def __init__(self, config: TrainConfig, spec: ModelSpec, dataset: GaussianMixture):
-        self.config, self.dataset = config, dataset
-        self.net = make_model(config, "discriminator", spec)
+    def __init__(self, config: TrainConfig, spec: ModelSpec, dataset: GaussianMixture, device: torch.device = CPU):
+        self.config, self.dataset, self.device = config, dataset, device
+        self.net = make_model(config, "discriminator", spec).to(device)
         self.opt = make_optimizer(config, "discriminator", self.net.parameters())
         self._fake_logits: torch.Tensor | None = None
 
@@ -34,7 +34,7 @@ class DiscriminatorRole(RoleState):
         # A private copy: every field is a view of one flat storage with one autograd version
         # counter, so writing d_grad below would otherwise invalidate the graph kept for update().
         with self.copying():
-            x = buf.sample[k].clone().requires_grad_(True)
+            x = buf.sample[k].to(self.device, copy=True).requires_grad_(True)
         logits = self.net(x).reshape(-1)
         term = generator_d_term(logits, self.config.threshold)
         grad = input_gradient(term, x, retain_graph=True)
@@ -50,7 +50,7 @@ class DiscriminatorRole(RoleState):
     def update(self, k: int, round_index: int) -> float:
         """Lines 21–22 and 26: m fresh real samples against slot k, one step on −J^D."""
         self.set_round(round_index)
-        real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, round_index))
+        real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, round_index)).to(self.device)
         loss = discriminator_loss(self.net(real).reshape(-1), self._fake_logits)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

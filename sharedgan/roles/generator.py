@@ -9,7 +9,7 @@ from .. import faults
 from ..config import TrainConfig
 from ..models import ModelSpec
 from ..seeding import stream
-from . import RoleState, check_finite, make_model, make_optimizer
+from . import CPU, RoleState, check_finite, make_model, make_optimizer
 
 
 def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> torch.Tensor:
@@ -21,10 +21,10 @@ def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> tor
 
 class GeneratorRole(RoleState):
     lr_role = "generator"
-    def __init__(self, config: TrainConfig, spec: ModelSpec, k: int):
-        self.config, self.spec, self.k = config, spec, k
+    def __init__(self, config: TrainConfig, spec: ModelSpec, k: int, device: torch.device = CPU):
+        self.config, self.spec, self.k, self.device = config, spec, k, device
         self.name = f"generator-{k}"
-        self.net = make_model(config, "generator", spec, k)
+        self.net = make_model(config, "generator", spec, k).to(device)
         self.opt = make_optimizer(config, "generator", self.net.parameters())
         self.schedule = BetaSchedule(config.beta_schedule, config.beta0, config.decay, config.beta_tau)
         self._sample: torch.Tensor | None = None  # the batch of this round, with its graph
@@ -36,7 +36,7 @@ class GeneratorRole(RoleState):
 
     def write_sample(self, buf: SlotBuffer, round_index: int) -> None:
         """Algorithm 1 lines 7–9: sample z from the prior, generate m samples, put them in slot k."""
-        x = self.net(self.noise(self.config.batch_size, "noise", round_index))
+        x = self.net(self.noise(self.config.batch_size, "noise", round_index).to(self.device))
         check_finite(self.name, round_index, "its sample", x.detach())
         with self.copying():
             buf.sample[self.k].copy_(x.detach())
@@ -70,7 +70,7 @@ class GeneratorRole(RoleState):
         self.set_round(round_index)
         beta = self.beta(buf, round_index)
         with self.copying():  # reading D's and C's errors out of the slot
-            grad = buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k].clone()
+            grad = (buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k].clone()).to(self.device)
         self.opt.zero_grad(set_to_none=True)
         self._sample.backward(grad)
         self.opt.step()
@@ -108,7 +108,7 @@ class GeneratorRole(RoleState):
         """Fresh samples for evaluation, from their own noise stream (never the training batch)."""
         was_training = self.net.training
         self.net.eval()
-        samples = self.net(self.noise(self.config.eval_samples, "eval-noise", round_index))
+        samples = self.net(self.noise(self.config.eval_samples, "eval-noise", round_index).to(self.device))
         with self.copying():
             buf.eval_sample[self.k].copy_(samples)
         self.net.train(was_training)
