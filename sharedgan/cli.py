@@ -28,7 +28,8 @@ LAUNCH_OPTIONS = [
     ("--verify-md5/--no-verify-md5", "verify_md5", bool,
      "Check downloaded or given archives against their published MD5 (off: a re-packed copy; its content is still checked)."),
     ("--engine", "engine", click.Choice(ENGINES),
-     "parallel: one process per generator plus D and C, lock-step rounds. sequential: the same math in one process."),
+     "parallel: one process per generator plus D and C, lock-step rounds. sequential: the same math in one process. "
+     "batched: one process, D and C take one step on all K slots at once (faster, not Algorithm 1; see the README)."),
     ("--rounds", "rounds", int, "Training rounds. Each round: every generator one batch and one update; D and C K updates each."),
     ("--batch-size", "batch_size", int, "Samples per generator batch (m), also D's real batch."),
     ("--lr", None, float, "Learning rate of G, D and C at once (overridden by --lr-generator etc.)."),
@@ -102,6 +103,7 @@ def cli():
     sharedgan sample RUN --n 2500 --out samples.h5
     sharedgan eval RUN
     sharedgan data cifar10 --data-dir ~/data --png cifar10.png
+    sharedgan bench --k 2,4,8 --out bench    # the engines against the sequential baseline
     """
 
 
@@ -264,6 +266,56 @@ def _image_metrics(r, n, seed, epochs, min_accuracy, inception, weights) -> None
         except MetricsUnavailable as exc:
             click.echo(str(exc))
     click.echo("pictures: samples.png and evolution.png in the run; more with 'sharedgan sample --png'")
+
+
+@cli.command()
+@click.option("--k", "ks", default="2,4,8", show_default=True, help="Comma-separated K values.")
+@click.option("--engines", default="sequential,parallel", show_default=True,
+              help="Comma-separated engines; the sequential one is the baseline of the speedups.")
+@click.option("--dataset", default="ring8", show_default=True, help="Any launch data set.")
+@click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True, help="Rounds per run.")
+@click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Runs per cell (medians).")
+@click.option("--eval-every", type=click.IntRange(min=1), default=25, show_default=True,
+              help="Evaluation cadence: the resolution of time to quality.")
+@click.option("--quality", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Time-to-quality target: every mode covered with at least this high-quality share.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size of every run [default: launch's].")
+@click.option("--width", type=click.IntRange(min=1), help="DCGAN width of image runs [default: launch's].")
+@click.option("--data-dir", type=click.Path(), help="Image data location, as for launch.")
+@click.option("--out", type=click.Path(), required=True, help="Folder for bench.h5, bench.md, bench.png and the runs.")
+@click.option("--force", is_flag=True, help="Replace an earlier study in --out.")
+def bench(ks, engines, dataset, rounds, repeats, eval_every, quality, batch_size, width, data_dir, out, force):
+    """Time the engines against the sequential baseline: seconds per round, generator updates per
+    second, speedup, parallel efficiency, start-up and time to quality, for every K.
+
+    Each run is a normal training in OUT/runs; the engines alternate their order over repeats.
+    The in-process engines (sequential, batched) get every core; each parallel process gets cores // (K + 2) threads
+    (at least 1), so nothing oversubscribes. Writes OUT/bench.h5 (every run), OUT/bench.md (the
+    table, headed by the machine) and OUT/bench.png (time per round ÷ sequential, with the 1/K limit).
+    """
+    from .bench import BenchPlan, markdown, parse_list, run_bench
+    from .config import ENGINES
+    plan = BenchPlan(parse_list(ks, "--k"), parse_list(engines, "--engines", str), dataset, rounds, repeats,
+                     eval_every, quality)
+    bad = [e for e in plan.engines if e not in ENGINES]
+    if bad:
+        raise ConfigError(f"--engines: {', '.join(bad)} unknown; choose from {', '.join(ENGINES)}")
+    if "sequential" not in plan.engines:
+        raise ConfigError("--engines must include sequential: it is the baseline of every speedup")
+    plan.base = {name: value for name, value in (("batch_size", batch_size), ("width", width), ("data_dir", data_dir))
+                 if value is not None}
+    for k in plan.ks:  # every configuration is checked before the first run starts
+        TrainConfig(**{**plan.base, "k": k, "dataset": dataset, "rounds": rounds}).validate()
+    target = Path(out)
+    if (target / "bench.h5").exists() and not force:
+        raise ConfigError(f"{target} holds an earlier study (bench.h5); choose another --out or pass --force")
+
+    def done(engine, k, repeat, row):
+        click.echo(f"  {engine:>10s}  K={k:<3d} repeat {repeat + 1}: {row['seconds_per_round']:.4f} s/round, "
+                   f"start-up {row['startup_seconds']:.1f} s", err=True)
+    rows = run_bench(plan, target, done)
+    click.echo(markdown(plan, rows))
+    click.echo(f"wrote {target / 'bench.h5'}, {target / 'bench.md'} and {target / 'bench.png'}")
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 from .beta_schedule import SCHEDULES, default_decay
 from .data import DATASETS
 
-ENGINES = ("parallel", "sequential")
+ENGINES = ("parallel", "sequential", "batched")
 OPTIMIZERS = ("adam", "sgd")
 NOISE_PRIORS = ("normal", "uniform")
 LR_DECAYS = ("none", "linear")

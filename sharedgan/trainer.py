@@ -195,7 +195,7 @@ def _train(config: TrainConfig, run_dir: Path, progress: bool, start: int, resto
         recorder.restore(previous, start - 1, float(manifest.get("train_seconds", 0.0)))
         log.info("resuming from %s", restore)
     from .engines import parallel, sequential
-    engine = {"parallel": parallel, "sequential": sequential}[config.engine]
+    engine = {"parallel": parallel, "sequential": sequential, "batched": sequential}[config.engine]
     try:
         with StopSignals() as stop:
             try:

@@ -4,6 +4,12 @@
 * ``sequential``: one process, the role steps in the fixed order of a round; no IPC, no waits.
 * ``parallel``: one process per role, lock-step rounds through the shared slot buffer and
   ZeroMQ signals. With the same seed and threads it reproduces the sequential engine exactly.
+* ``batched``: the strong in-process baseline a user might pick instead; **not Algorithm 1**. D
+  scores all K slots in one forward pass with the D of the round's start and takes one step on
+  all K slots (Algorithm 1: slot k is scored by the D after k updates, and D takes K steps); C
+  takes one step on the sum of its K head losses (Algorithm 1: K steps, each followed by scoring
+  its slot). Where D or C has batch norm (the DCGAN models) one pass over K·m samples also
+  normalises across slots. With K = 1 it is the sequential engine exactly.
 """
 from __future__ import annotations
 

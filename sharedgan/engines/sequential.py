@@ -85,20 +85,26 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
     log.info("training started at round %d", start)
     n = start - 1
     clock = StepClock(roles)
+    batched = config.engine == "batched"
     for n in range(start, config.rounds):
         final = n == config.rounds - 1 or stop.requested
         for g in generators:
             with clock(g):
                 g.write_sample(buf, n)
-        d_losses = []
         with clock(disc):
-            for k in range(config.k):
-                disc.validate(buf, k, n)
-                d_losses.append(disc.update(k, n))
-        recorder.discriminator(n, mean(d_losses))
+            if batched:
+                disc.validate_all(buf, n)
+                d_loss = disc.update_all(n)
+            else:
+                d_losses = []
+                for k in range(config.k):
+                    disc.validate(buf, k, n)
+                    d_losses.append(disc.update(k, n))
+                d_loss = mean(d_losses)
+        recorder.discriminator(n, d_loss)
         if clf is not None:
             with clock(clf):
-                c_loss = mean([clf.serve_slot(buf, k, n) for k in range(config.k)])
+                c_loss = clf.serve_all(buf, n) if batched else mean([clf.serve_slot(buf, k, n) for k in range(config.k)])
             recorder.classifier(n, c_loss)
         for g in generators:
             with clock(g):

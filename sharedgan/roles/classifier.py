@@ -51,3 +51,36 @@ class ClassifierRole(RoleState):
         buf.c_term[k] = term.item()
         buf.c_round[k] = round_index
         return loss.item()
+
+    def serve_all(self, buf: SlotBuffer, round_index: int) -> float:
+        """The batched variant (engine "batched"): one step on the sum of the K head losses from
+        one forward pass, then every slot's error from one more (Algorithm 1: K steps, each head
+        updated and its slot scored in turn). Returns the mean head loss."""
+        if not bool((buf.sample_round == round_index).all()):
+            raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
+        self.set_round(round_index)
+        K, m = buf.num_slots, self.config.batch_size
+        heads = torch.arange(K, device=self.device)
+        logits = self.net(buf.sample.reshape(K * m, *buf.sample.shape[2:]).to(self.device)).reshape(K, m, K)
+        losses = []
+        for k in range(K):
+            own = logits[:, :, k]  # head k on every slot: [K, m]
+            losses.append(classifier_loss(own[heads != k], own[k]))
+        loss = torch.stack(losses).sum()
+        check_finite(self.name, round_index, "its loss", loss.detach())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+        with self.copying():
+            x = buf.sample.to(self.device, copy=True).requires_grad_(True)
+        own = self.net(x.reshape(K * m, *x.shape[2:])).reshape(K, m, K)[heads, :, heads]  # slot k, head k: [K, m]
+        terms = torch.stack([generator_c_term(own[k]) for k in range(K)])
+        grad = input_gradient(terms.sum(), x)
+        check_finite(self.name, round_index, "its gradient for the slots", grad)
+        with self.copying():
+            buf.c_grad.copy_(grad)
+            buf.c_score.copy_(own.detach())
+        buf.c_term.copy_(terms.detach().double())
+        buf.c_round.fill_(round_index)
+        return float(torch.stack(losses).detach().mean())

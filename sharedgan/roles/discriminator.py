@@ -50,14 +50,47 @@ class DiscriminatorRole(RoleState):
     def update(self, k: int, round_index: int) -> float:
         """Lines 21–22 and 26: m fresh real samples against slot k, one step on −J^D."""
         self.set_round(round_index)
-        real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, round_index)).to(self.device)
-        loss = discriminator_loss(self.net(real).reshape(-1), self._fake_logits)
+        real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, round_index))
+        return self._step(round_index, real)
+
+    def _step(self, round_index: int, real: torch.Tensor) -> float:
+        """One step on −J^D: ``real`` against the fake logits kept from validation."""
+        loss = discriminator_loss(self.net(real.to(self.device)).reshape(-1), self._fake_logits.reshape(-1))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         check_finite(self.name, round_index, "its loss", loss.detach())
         self.opt.step()
         self._fake_logits = None
         return loss.item()
+
+    # ---- the batched variant (engine "batched"): not Algorithm 1, see engines/__init__ -------------
+    def validate_all(self, buf: SlotBuffer, round_index: int) -> None:
+        """Score all K slots in one forward pass with the D of the round's start and save every
+        slot's error (Algorithm 1 scores slot k with the D after k updates)."""
+        if not bool((buf.sample_round == round_index).all()):
+            raise RuntimeError(f"discriminator: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
+        K, m = buf.num_slots, self.config.batch_size
+        with self.copying():
+            x = buf.sample.to(self.device, copy=True).requires_grad_(True)
+        logits = self.net(x.reshape(K * m, *x.shape[2:])).reshape(K, m)
+        terms = [generator_d_term(logits[k], self.config.threshold) for k in range(K)]
+        # slot k's samples appear in term k only, so the gradient of the sum is every slot's own error
+        grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)
+        check_finite(self.name, round_index, "its gradient for the slots", grad)
+        with self.copying():
+            buf.d_grad.copy_(grad)
+            buf.d_score.copy_(logits.detach())
+        buf.d_term.copy_(torch.stack(terms).detach().double())
+        buf.d_round.fill_(round_index)
+        self._fake_logits = logits
+
+    def update_all(self, round_index: int) -> float:
+        """One step on −J^D over all K fake batches and the same K real batches the sequential
+        engine draws (Algorithm 1 takes K steps, one per slot)."""
+        self.set_round(round_index)
+        K, m = self._fake_logits.shape
+        return self._step(round_index, torch.cat([self.dataset.sample(m, stream(self.config.seed, "real", k, round_index))
+                                                  for k in range(K)]))
 
     def rejoin(self, buf: SlotBuffer, round_index: int) -> None:
         self._fake_logits = None

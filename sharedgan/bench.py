@@ -1,0 +1,198 @@
+"""``sharedgan bench``: the timing study of the engines against the sequential baseline.
+
+For every K and repeat the engines run one after another in the same order (so a shared machine's
+drift hits them alike); each run is a normal training in ``OUT/runs``. Per cell (engine, K):
+
+* seconds per round and generator updates per second (training time: start-up and evaluation
+  excluded), median over repeats;
+* speedup = sequential seconds per round ÷ the engine's; efficiency = speedup ÷ the cores the
+  engine can use (min(cores, its processes × threads));
+* start-up seconds (process start to the first round);
+* time to quality: training seconds until an evaluation first reaches the target (2-D: every mode
+  covered and ≥ ``quality`` high-quality samples), median over the repeats that reached it;
+* from the time breakdown: the share of a round the roles spent copying slots and waiting.
+
+Threads: the in-process engines (sequential, batched) get every core (what one process would use); each of the
+parallel engine's K + 2 processes gets max(1, cores // (K + 2)), so they never oversubscribe.
+Outputs: ``bench.h5`` (one row per run), ``bench.md`` (the table) and ``bench.png`` (wall time per
+round relative to the sequential engine against K, with the 1/K limit drawn).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+
+from .config import ConfigError, TrainConfig
+from .record import read_run_file
+
+IN_PROCESS = ("sequential", "batched")  # one process: it gets every core
+FIELDS = ("k", "repeat", "seconds_per_round", "updates_per_second", "startup_seconds", "time_to_quality",
+          "copy_share", "wait_share", "threads", "processes")
+
+
+@dataclass
+class BenchPlan:
+    ks: list[int]
+    engines: list[str]
+    dataset: str = "ring8"
+    rounds: int = 300
+    repeats: int = 2
+    eval_every: int = 25
+    quality: float = 0.9  # the target's high-quality share (2-D)
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    base: dict = field(default_factory=dict)  # further TrainConfig fields for every run
+
+    def threads(self, engine: str, k: int) -> int:
+        return self.cores if engine in IN_PROCESS else max(1, self.cores // (k + 2))
+
+    def processes(self, engine: str, k: int) -> int:
+        return 1 if engine in IN_PROCESS else k + (2 if k > 1 else 1)
+
+
+def parse_list(text: str, what: str, cast=int) -> list:
+    try:
+        values = [cast(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} must be a comma-separated list, e.g. 2,4,8; got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{what} is empty")
+    return values
+
+
+def time_to_quality(run: dict, quality: float) -> float:
+    """Training seconds at the first evaluation with every mode covered and ≥ quality high
+    quality; NaN if none reached it (or the run has no mode metrics)."""
+    if "eval/modes_covered" not in run:
+        return float("nan")
+    modes = int(run["attrs"].get("num_modes", 0)) or int(run["eval/mode_histogram"].shape[1])
+    hit = (run["eval/modes_covered"] >= modes) & (run["eval/high_quality"] >= quality)
+    return float(run["eval/train_seconds"][np.argmax(hit)]) if hit.any() else float("nan")
+
+
+def time_shares(run: dict, seconds_per_round: float) -> tuple[float, float]:
+    """(copy, wait) seconds per round, averaged over roles, as shares of a round's wall time."""
+    copies, waits = [], []
+    for key in run:
+        if key.startswith("time/") and key.endswith("/copy"):
+            copies.append(np.nanmean(run[key]))
+            waits.append(np.nanmean(run[key[:-len("copy")] + "wait"]))
+    if not copies or not seconds_per_round:
+        return float("nan"), float("nan")
+    return float(np.mean(copies) / seconds_per_round), float(np.mean(waits) / seconds_per_round)
+
+
+def one_run(plan: BenchPlan, engine: str, k: int, repeat: int, out: Path) -> dict:
+    from .trainer import train
+    threads = plan.threads(engine, k)
+    cfg = TrainConfig(**{**plan.base, "engine": engine, "k": k, "dataset": plan.dataset, "rounds": plan.rounds,
+                         "threads": threads, "eval_every": plan.eval_every, "checkpoint_every": plan.rounds,
+                         "out": str(out / "runs" / f"{engine}-k{k}-r{repeat}")})
+    result = train(cfg, force=True)
+    run = read_run_file(result.run_dir / "run.h5")
+    per_round = result.train_seconds / max(result.rounds_completed, 1)
+    copy, wait = time_shares(run, per_round)
+    return {"k": k, "repeat": repeat, "seconds_per_round": per_round, "updates_per_second": k / per_round,
+            "startup_seconds": result.startup_seconds, "time_to_quality": time_to_quality(run, plan.quality),
+            "copy_share": copy, "wait_share": wait, "threads": threads, "processes": plan.processes(engine, k)}
+
+
+def run_bench(plan: BenchPlan, out: Path, on_run: Callable[[str, int, int, dict], None] | None = None) -> dict:
+    """Every (K, repeat, engine) run; returns {engine: [row, ...]} and writes bench.h5/.md/.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, list[dict]] = {e: [] for e in plan.engines}
+    for k in plan.ks:
+        for repeat in range(plan.repeats):
+            order = plan.engines if repeat % 2 == 0 else plan.engines[::-1]  # neither always goes first
+            for engine in order:
+                row = one_run(plan, engine, k, repeat, out)
+                rows[engine].append(row)
+                if on_run:
+                    on_run(engine, k, repeat, row)
+    write_h5(out / "bench.h5", plan, rows)
+    (out / "bench.md").write_text(markdown(plan, rows) + "\n")
+    plot(out / "bench.png", plan, rows)
+    return rows
+
+
+def cells(plan: BenchPlan, rows: dict) -> list[dict]:
+    """One summary per (engine, K): medians over repeats, speedup against the sequential engine."""
+    out = []
+    for k in plan.ks:
+        base = [r["seconds_per_round"] for r in rows.get("sequential", []) if r["k"] == k]
+        base_median = statistics.median(base) if base else float("nan")
+        for engine in plan.engines:
+            mine = [r for r in rows[engine] if r["k"] == k]
+            med = lambda key: statistics.median(r[key] for r in mine)  # noqa: E731
+            reached = [r["time_to_quality"] for r in mine if np.isfinite(r["time_to_quality"])]
+            speedup = base_median / med("seconds_per_round")
+            usable = min(plan.cores, mine[0]["processes"] * mine[0]["threads"])
+            out.append({"engine": engine, "k": k, "seconds_per_round": med("seconds_per_round"),
+                        "updates_per_second": med("updates_per_second"), "speedup": speedup,
+                        "efficiency": speedup / usable, "startup_seconds": med("startup_seconds"),
+                        "time_to_quality": statistics.median(reached) if reached else float("nan"),
+                        "reached": f"{len(reached)}/{len(mine)}", "copy_share": med("copy_share"),
+                        "wait_share": med("wait_share"), "threads": mine[0]["threads"]})
+    return out
+
+
+def _fmt(value: float, spec: str, missing: str = "—") -> str:
+    return missing if not np.isfinite(value) else format(value, spec)
+
+
+def markdown(plan: BenchPlan, rows: dict) -> str:
+    lines = [
+        f"{platform.node()}: {platform.machine()}, {plan.cores} cores, {platform.platform()}; {plan.dataset}, "
+        f"{plan.rounds} rounds, {plan.repeats} repeat(s), evaluation every {plan.eval_every} rounds; "
+        f"target: every mode covered with ≥ {plan.quality:.0%} high quality",
+        "",
+        "| engine | K | threads/process | s/round | generator updates/s | speedup | efficiency | start-up s "
+        "| time to quality s (reached) | copy % | wait % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells(plan, rows):
+        lines.append(
+            f"| {c['engine']} | {c['k']} | {c['threads']} | {c['seconds_per_round']:.4f} | {c['updates_per_second']:.1f} "
+            f"| {c['speedup']:.2f} | {c['efficiency']:.2f} | {c['startup_seconds']:.1f} "
+            f"| {_fmt(c['time_to_quality'], '.1f')} ({c['reached']}) | {_fmt(100 * c['copy_share'], '.1f')} "
+            f"| {_fmt(100 * c['wait_share'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def write_h5(path: Path, plan: BenchPlan, rows: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with h5py.File(tmp, "w") as f:
+        f.attrs.update({"dataset": plan.dataset, "rounds": plan.rounds, "repeats": plan.repeats, "cores": plan.cores,
+                        "quality": plan.quality, "platform": platform.platform(), "host": platform.node(),
+                        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        for engine, engine_rows in rows.items():
+            for name in FIELDS:
+                f.create_dataset(f"{engine}/{name}", data=np.array([r[name] for r in engine_rows], dtype=np.float64))
+    os.replace(tmp, path)
+
+
+def plot(path: Path, plan: BenchPlan, rows: dict) -> None:
+    from .plots import plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ks = np.array(plan.ks)
+    for c_engine in plan.engines:
+        ratio = [1 / c["speedup"] for c in cells(plan, rows) if c["engine"] == c_engine]
+        ax.plot(ks, ratio, "o-", label=c_engine)
+    dense = np.linspace(ks.min(), ks.max(), 100)
+    ax.plot(dense, 1 / dense, "k--", lw=1, label="1/K (the paper's limit)")
+    ax.axhline(1 / plan.cores, color="grey", lw=1, ls=":", label=f"1/{plan.cores} (this machine's cores)")
+    ax.set_xlabel("K (generators)")
+    ax.set_ylabel("wall time per round ÷ sequential")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"{plan.dataset}, {plan.cores} cores")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

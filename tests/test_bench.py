@@ -1,0 +1,59 @@
+"""sharedgan bench: the table, bench.h5 and the plot from a tiny study, and its arithmetic."""
+import h5py
+import math
+
+import numpy as np
+import pytest
+
+from sharedgan.bench import BenchPlan, cells, time_shares, time_to_quality
+from test_battery import cli
+
+
+def test_time_to_quality_is_the_first_evaluation_on_target():
+    run = {"attrs": {}, "eval/mode_histogram": np.zeros((4, 8)), "eval/train_seconds": np.array([1.0, 2.0, 3.0, 4.0]),
+           "eval/modes_covered": np.array([6, 8, 8, 8]), "eval/high_quality": np.array([0.95, 0.85, 0.92, 0.97])}
+    assert time_to_quality(run, 0.9) == 3.0  # round 2 covers all 8 but at 85%; round 3 is the first on target
+    assert time_to_quality(run, 0.99) != time_to_quality(run, 0.99)  # NaN: never reached
+    assert math.isnan(time_to_quality({"attrs": {}}, 0.9))  # image runs have no mode target
+
+
+def test_shares_and_speedups():
+    run = {"time/generator/copy": np.array([[0.01, 0.01]]), "time/generator/wait": np.array([[0.1, 0.3]]),
+           "time/discriminator/copy": np.array([0.03]), "time/discriminator/wait": np.array([0.0])}
+    copy, wait = time_shares(run, 1.0)
+    assert copy == pytest.approx(0.02) and wait == pytest.approx(0.1)
+    plan = BenchPlan([2], ["sequential", "parallel"], cores=2)
+    row = dict(k=2, startup_seconds=1.0, time_to_quality=float("nan"), copy_share=0.0, wait_share=0.0)
+    rows = {"sequential": [dict(row, seconds_per_round=0.4, updates_per_second=5.0, threads=2, processes=1)],
+            "parallel": [dict(row, seconds_per_round=0.25, updates_per_second=8.0, threads=1, processes=4)]}
+    seq, par = cells(plan, rows)
+    assert seq["speedup"] == 1.0 and par["speedup"] == pytest.approx(1.6)
+    assert par["efficiency"] == pytest.approx(0.8)  # 1.6 over the 2 cores it can use
+    assert plan.threads("parallel", 8) == 1 and plan.threads("sequential", 8) == 2
+
+
+def test_a_tiny_study_end_to_end(tmp_path, leak_check):
+    out = tmp_path / "b"
+    res = cli("bench", "--k", "2", "--rounds", "20", "--repeats", "1", "--eval-every", "10", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    table = res.stdout
+    assert "| sequential | 2 |" in table and "| parallel | 2 |" in table and "cores" in table
+    with h5py.File(out / "bench.h5") as f:
+        for engine in ("sequential", "parallel"):
+            assert f[f"{engine}/seconds_per_round"].shape == (1,) and f[f"{engine}/seconds_per_round"][0] > 0
+        assert f.attrs["rounds"] == 20
+    assert (out / "bench.png").stat().st_size > 0 and (out / "bench.md").read_text().strip() in table
+    again = cli("bench", "--k", "2", "--rounds", "20", "--out", str(out))
+    assert again.returncode == 2 and "holds an earlier study" in again.stderr
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--k", "2,x"], "--k must be a comma-separated list"),
+    (["--engines", "parallel"], "--engines must include sequential"),
+    (["--engines", "sequential,warp"], "--engines: warp unknown"),
+    (["--k", "0"], "--k must be an integer ≥ 1"),
+])
+def test_bad_bench_options(tmp_path, args, says):
+    res = cli("bench", *args, "--out", str(tmp_path / "b"))
+    assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "b").exists()
