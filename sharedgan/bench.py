@@ -5,8 +5,8 @@ drift hits them alike); each run is a normal training in ``OUT/runs``. Per cell 
 
 * seconds per round and generator updates per second (training time: start-up and evaluation
   excluded), median over repeats;
-* speedup = sequential seconds per round ÷ the engine's; efficiency = speedup ÷ the cores the
-  engine can use (min(cores, its processes × threads));
+* speedup = sequential seconds per round ÷ the engine's; efficiency (multi-process engines) =
+  speedup ÷ the cores the engine can use (min(cores, its processes × threads));
 * start-up seconds (process start to the first round);
 * time to quality: training seconds until an evaluation first reaches the target (2-D: every mode
   covered and ≥ ``quality`` high-quality samples), median over the repeats that reached it;
@@ -134,9 +134,10 @@ def cells(plan: BenchPlan, rows: dict) -> list[dict]:
             reached = [r["time_to_quality"] for r in mine if np.isfinite(r["time_to_quality"])]
             speedup = base_median / med("seconds_per_round")
             usable = min(plan.cores, mine[0]["processes"] * mine[0]["threads"])
+            # efficiency is a multi-process engine's: an in-process engine is the baseline, not parallel work
             out.append({"engine": engine, "k": k, "seconds_per_round": med("seconds_per_round"),
                         "updates_per_second": med("updates_per_second"), "speedup": speedup,
-                        "efficiency": speedup / usable, "startup_seconds": med("startup_seconds"),
+                        "efficiency": float("nan") if engine in IN_PROCESS else speedup / usable, "startup_seconds": med("startup_seconds"),
                         "time_to_quality": statistics.median(reached) if reached else float("nan"),
                         "reached": f"{len(reached)}/{len(mine)}", "copy_share": med("copy_share"),
                         "wait_share": med("wait_share"), "threads": mine[0]["threads"]})
@@ -160,7 +161,7 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
     for c in cells(plan, rows):
         lines.append(
             f"| {c['engine']} | {c['k']} | {c['threads']} | {c['seconds_per_round']:.4f} | {c['updates_per_second']:.1f} "
-            f"| {c['speedup']:.2f} | {c['efficiency']:.2f} | {c['startup_seconds']:.1f} "
+            f"| {c['speedup']:.2f} | {_fmt(c['efficiency'], '.2f')} | {c['startup_seconds']:.1f} "
             f"| {_fmt(c['time_to_quality'], '.1f')} ({c['reached']}) | {_fmt(100 * c['copy_share'], '.1f')} "
             f"| {_fmt(100 * c['wait_share'], '.1f')} |")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .beta_schedule import SCHEDULES
-from .config import ENGINES, LR_DECAYS, NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, ConfigError, TrainConfig
+from .config import ENGINES, GENERATOR_LOSSES, LR_DECAYS, NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, ConfigError, TrainConfig
 from .coverage import MIN_ACCURACY
 from .models import FactoryError
 
@@ -52,6 +52,11 @@ LAUNCH_OPTIONS = [
     ("--beta-decay", "beta_decay", float, "λ of the time schedule, per round [default: ln(100)/rounds, so β ends at 1% of β0]."),
     ("--beta-tau", "beta_tau", float, "τ of the loss-gap schedule, in loss units."),
     ("--threshold", "threshold", float, "t: the generator's D term 1 − d(x) is truncated (no gradient) where D(x) > t."),
+    ("--generator-loss", "generator_loss", click.Choice(GENERATOR_LOSSES),
+     "D's term of each generator's objective: pgan 1 − d(x) truncated at t (the paper's); ns −log D(x) (non-saturating); "
+     "minimax log(1 − D(x))."),
+    ("--label-smoothing", "label_smoothing", float,
+     "One-sided label smoothing: D's target for real samples, α in (0.5, 1]; 0.9 as in Improved GAN; 1 = none."),
     ("--seed", "seed", int, "Run seed; every random stream is derived from it."),
     ("--device", "device", str, "Where the slot buffer and the models live: cpu, cuda or cuda:N (CUDA tensors are shared "
      "between the processes through torch.multiprocessing)."),

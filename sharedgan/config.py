@@ -15,6 +15,7 @@ from .beta_schedule import SCHEDULES, default_decay
 from .data import DATASETS
 
 ENGINES = ("parallel", "sequential", "batched")
+GENERATOR_LOSSES = ("pgan", "ns", "minimax")  # see losses.generator_d_term
 OPTIMIZERS = ("adam", "sgd")
 NOISE_PRIORS = ("normal", "uniform")
 LR_DECAYS = ("none", "linear")
@@ -75,6 +76,8 @@ class TrainConfig:
     beta_decay: float | None = None  # λ; None: ln(100) / rounds
     beta_tau: float = 1.0
     threshold: float = 0.99  # t: the generator's D term is truncated where D(x) > t
+    generator_loss: str = "pgan"  # D's term of J^G: pgan (1 − d, truncated), ns (−log D), minimax (log(1 − D))
+    label_smoothing: float = 1.0  # α, D's target for real samples (one-sided; 0.9 in Improved GAN); 1: none
     seed: int = 0
     device: str = "cpu"  # the slot buffer, and every role not placed by devices: cpu, cuda, cuda:N
     devices: str | None = None  # role placement on several GPUs, e.g. "generators:cuda:0,cuda:1;discriminator:cuda:2"
@@ -140,6 +143,9 @@ class TrainConfig:
             if getattr(self, f"{role}_factory") is None:
                 setattr(self, f"{role}_factory", factory)
         choice("engine", ENGINES)
+        choice("generator_loss", GENERATOR_LOSSES)
+        need(isinstance(self.label_smoothing, (int, float)) and 0.5 < self.label_smoothing <= 1.0,
+             f"--label-smoothing is D's real target α in (0.5, 1] (0.9 in Improved GAN; 1 = none), got {self.label_smoothing!r}")
         choice("noise", NOISE_PRIORS)
         choice("lr_decay", LR_DECAYS)
         choice("beta_schedule", SCHEDULES)

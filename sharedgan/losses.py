@@ -33,12 +33,18 @@ def threshold_logit(threshold: float) -> float:
     return math.log(threshold / (1.0 - threshold))
 
 
-def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
     """−J^D = −E_data[log D(x)] − E_fake[log(1 − D(x))], computed stably as softplus terms.
 
-    −log σ(d) = softplus(−d) and −log(1 − σ(d)) = softplus(d).
+    −log σ(d) = softplus(−d) and −log(1 − σ(d)) = softplus(d). With one-sided label smoothing
+    (Improved GAN §3.4) the real target is α = ``real_target`` < 1: the real term becomes the
+    cross-entropy −α log D(x) − (1 − α) log(1 − D(x)); fake targets stay 0.
     """
-    return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+    if real_target == 1.0:
+        real = F.softplus(-d_real)
+    else:
+        real = real_target * F.softplus(-d_real) + (1.0 - real_target) * F.softplus(d_real)
+    return real.mean() + F.softplus(d_fake).mean()
 
 
 def classifier_loss(c_other: torch.Tensor, c_own: torch.Tensor) -> torch.Tensor:
@@ -49,13 +55,20 @@ def classifier_loss(c_other: torch.Tensor, c_own: torch.Tensor) -> torch.Tensor:
     return F.softplus(-c_other).mean() + F.softplus(c_own).mean()
 
 
-def generator_d_term(d_fake: torch.Tensor, threshold: float) -> torch.Tensor:
-    """D's term of J^{G_k}: E[1 − d(x)], truncated where D(x) > t.
+def generator_d_term(d_fake: torch.Tensor, threshold: float, kind: str = "pgan") -> torch.Tensor:
+    """D's term of J^{G_k} (``--generator-loss``):
 
-    d is clamped at logit(t) before the mean, so a sample that already fools D beyond t adds the
-    constant 1 − logit(t) to the value and nothing to the gradient (this is the paper's
-    "truncate J^G if D > t": without it 1 − d is unbounded below and its gradient explodes).
+    * ``pgan``: E[1 − d(x)], truncated where D(x) > t. d is clamped at logit(t) before the mean,
+      so a sample that already fools D beyond t adds the constant 1 − logit(t) to the value and
+      nothing to the gradient (the paper's "truncate J^G if D > t": without it 1 − d is
+      unbounded below and its gradient explodes);
+    * ``ns``: the non-saturating −E[log D(x)] = E[softplus(−d)];
+    * ``minimax``: the original E[log(1 − D(x))] = −E[softplus(d)] (saturates when D wins).
     """
+    if kind == "ns":
+        return F.softplus(-d_fake).mean()
+    if kind == "minimax":
+        return -F.softplus(d_fake).mean()
     return (1.0 - d_fake.clamp(max=threshold_logit(threshold))).mean()
 
 

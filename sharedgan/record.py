@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import platform
 import socket
@@ -234,6 +235,7 @@ class RunRecorder:
             self.eval_seconds += generation_seconds if metrics_overlap_training else seconds
             self.evals.append({"round": n, "train_seconds": self.train_seconds(), "seconds": seconds,
                                "images": pictures})
+            self._save_grid(n, pictures)
             return None
         assignment = mixture_assignment(self.config.eval_samples, self.config.k, self.config.seed, n)
         samples = mix(eval_samples, assignment)
@@ -245,6 +247,21 @@ class RunRecorder:
                            "generator_table": report.generator_table, "samples": samples.numpy().astype(np.float32),
                            "generator": assignment.numpy().astype(np.int16)})
         return report
+
+    def _save_grid(self, n: int, pictures: np.ndarray) -> None:
+        """grids/round-NNNNNNN.png: one row per generator, at every evaluation of an image run
+        (written whole or not at all; a picture that cannot be written is logged, the run goes on)."""
+        from .plots import save_image_grid
+        folder = self.run_dir / "grids"
+        path = folder / f"round-{n + 1:07d}.png"
+        tmp = folder / f".{path.name}.tmp.png"
+        try:
+            folder.mkdir(exist_ok=True)
+            save_image_grid(pictures.reshape(-1, *pictures.shape[2:]), tmp, columns=pictures.shape[1])
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            logging.getLogger("sharedgan").warning("could not write %s: %s", path, exc)
 
     # ---- the run file ------------------------------------------------------------------------
     def write(self, status: str | None = None, error: str = "") -> Path:

@@ -29,6 +29,7 @@ def test_shares_and_speedups():
     seq, par = cells(plan, rows)
     assert seq["speedup"] == 1.0 and par["speedup"] == pytest.approx(1.6)
     assert par["efficiency"] == pytest.approx(0.8)  # 1.6 over the 2 cores it can use
+    assert math.isnan(seq["efficiency"])  # the baseline is not parallel work
     assert plan.threads("parallel", 8) == 1 and plan.threads("sequential", 8) == 2
 
 

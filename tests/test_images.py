@@ -50,6 +50,8 @@ def test_cifar10_trains_in_both_engines_and_they_agree(tmp_path, leak_check):
     assert a["eval/images"].shape == (2, 2, 8, 32, 32, 3) and a["eval/images"].dtype == np.uint8
     assert np.isfinite(a["loss/generator"]).all()
     assert (runs["parallel"] / "samples.png").exists() and (runs["parallel"] / "evolution.png").exists()
+    for run in runs.values():  # a grid, one row per generator, at every evaluation
+        assert sorted(p.name for p in (run / "grids").iterdir()) == ["round-0000004.png", "round-0000008.png"]
     res = cli("sample", str(runs["parallel"]), "--n", "20", "--out", str(tmp_path / "s.h5"), "--png",
               str(tmp_path / "s.png"))
     assert res.returncode == 0, res.stderr

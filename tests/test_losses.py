@@ -63,3 +63,37 @@ def test_input_gradient_carries_one_over_m():
     x = torch.ones(4, 2, requires_grad=True)
     grad = losses.input_gradient((x.sum(dim=1) * 3).mean(), x)
     assert torch.allclose(grad, torch.full((4, 2), 3 / 4))
+
+
+SP_2 = 2.1269280110429727           # softplus(2)
+
+
+def test_non_saturating_generator_term_is_minus_log_D():
+    d = torch.tensor([0.0, 2.0, -1.0], requires_grad=True)
+    term = losses.generator_d_term(d, threshold=0.99, kind="ns")
+    # −log σ(d) = softplus(−d): ln 2, softplus(−2), softplus(1), over 3 (no truncation)
+    assert term.item() == pytest.approx((LN2 + SP_M2 + SP_1) / 3, abs=1e-7)
+    assert term.item() == pytest.approx(0.7111122930403803, abs=1e-6)
+    (grad,) = torch.autograd.grad(term, d)
+    # d/dd softplus(−d) = −σ(−d): −0.5, −σ(−2) = −0.11920292, −σ(1) = −0.73105858, each over 3
+    assert grad.tolist() == pytest.approx([-0.5 / 3, -0.11920292202211755 / 3, -0.7310585786300049 / 3], abs=1e-7)
+
+
+def test_minimax_generator_term_is_log_one_minus_D():
+    d = torch.tensor([0.0, 2.0, -1.0], requires_grad=True)
+    term = losses.generator_d_term(d, threshold=0.99, kind="minimax")
+    # log(1 − σ(d)) = −softplus(d): −ln 2, −softplus(2), −softplus(−1), over 3
+    assert term.item() == pytest.approx(-(LN2 + SP_2 + SP_M1) / 3, abs=1e-7)
+    assert term.item() == pytest.approx(-1.0444456263737136, abs=1e-6)
+    (grad,) = torch.autograd.grad(term, d)
+    # −σ(d)/3: it vanishes as D rejects the sample (d → −∞), the saturation ns avoids
+    assert grad.tolist() == pytest.approx([-0.5 / 3, -0.8807970779778823 / 3, -0.2689414213699951 / 3], abs=1e-7)
+
+
+def test_one_sided_label_smoothing_moves_only_the_real_target():
+    d_real, d_fake = torch.tensor([0.0, 2.0]), torch.tensor([0.0])
+    value = losses.discriminator_loss(d_real, d_fake, real_target=0.9).item()
+    # real: ½[(0.9 + 0.1) ln 2 + 0.9 softplus(−2) + 0.1 softplus(2)]; fake (target 0): ln 2
+    assert value == pytest.approx((LN2 + 0.9 * SP_M2 + 0.1 * SP_2) / 2 + LN2, abs=1e-7)
+    assert value == pytest.approx(1.2031847763614043, abs=1e-6)
+    assert losses.discriminator_loss(d_real, d_fake, real_target=1.0).item() == pytest.approx((LN2 + SP_M2) / 2 + LN2, abs=1e-7)

@@ -36,7 +36,7 @@ class DiscriminatorRole(RoleState):
         with self.copying():
             x = buf.sample[k].to(self.device, copy=True).requires_grad_(True)
         logits = self.net(x).reshape(-1)
-        term = generator_d_term(logits, self.config.threshold)
+        term = generator_d_term(logits, self.config.threshold, self.config.generator_loss)
         grad = input_gradient(term, x, retain_graph=True)
         check_finite(self.name, round_index, f"its gradient for slot {k}", grad)
         with self.copying():
@@ -55,7 +55,8 @@ class DiscriminatorRole(RoleState):
 
     def _step(self, round_index: int, real: torch.Tensor) -> float:
         """One step on −J^D: ``real`` against the fake logits kept from validation."""
-        loss = discriminator_loss(self.net(real.to(self.device)).reshape(-1), self._fake_logits.reshape(-1))
+        loss = discriminator_loss(self.net(real.to(self.device)).reshape(-1), self._fake_logits.reshape(-1),
+                                  self.config.label_smoothing)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         check_finite(self.name, round_index, "its loss", loss.detach())
@@ -73,7 +74,7 @@ class DiscriminatorRole(RoleState):
         with self.copying():
             x = buf.sample.to(self.device, copy=True).requires_grad_(True)
         logits = self.net(x.reshape(K * m, *x.shape[2:])).reshape(K, m)
-        terms = [generator_d_term(logits[k], self.config.threshold) for k in range(K)]
+        terms = [generator_d_term(logits[k], self.config.threshold, self.config.generator_loss) for k in range(K)]
         # slot k's samples appear in term k only, so the gradient of the sum is every slot's own error
         grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)
         check_finite(self.name, round_index, "its gradient for the slots", grad)
