@@ -57,6 +57,8 @@ LAUNCH_OPTIONS = [
      "minimax log(1 − D(x))."),
     ("--label-smoothing", "label_smoothing", float,
      "One-sided label smoothing: D's target for real samples, α in (0.5, 1]; 0.9 as in Improved GAN; 1 = none."),
+    ("--historical-averaging", "historical_averaging", float,
+     "λ: every role (G, D, C) also descends λ‖θ − θ̄‖², θ̄ the mean of its past parameters (Improved GAN); 0 = off."),
     ("--seed", "seed", int, "Run seed; every random stream is derived from it."),
     ("--device", "device", str, "Where the slot buffer and the models live: cpu, cuda or cuda:N (CUDA tensors are shared "
      "between the processes through torch.multiprocessing)."),

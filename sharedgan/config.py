@@ -78,6 +78,7 @@ class TrainConfig:
     threshold: float = 0.99  # t: the generator's D term is truncated where D(x) > t
     generator_loss: str = "pgan"  # D's term of J^G: pgan (1 − d, truncated), ns (−log D), minimax (log(1 − D))
     label_smoothing: float = 1.0  # α, D's target for real samples (one-sided; 0.9 in Improved GAN); 1: none
+    historical_averaging: float = 0.0  # λ of λ‖θ − mean of past θ‖² in every role's objective; 0: off
     seed: int = 0
     device: str = "cpu"  # the slot buffer, and every role not placed by devices: cpu, cuda, cuda:N
     devices: str | None = None  # role placement on several GPUs, e.g. "generators:cuda:0,cuda:1;discriminator:cuda:2"
@@ -144,6 +145,9 @@ class TrainConfig:
                 setattr(self, f"{role}_factory", factory)
         choice("engine", ENGINES)
         choice("generator_loss", GENERATOR_LOSSES)
+        need(isinstance(self.historical_averaging, (int, float)) and math.isfinite(self.historical_averaging)
+             and self.historical_averaging >= 0,
+             f"--historical-averaging is a weight λ ≥ 0 (0 = off), got {self.historical_averaging!r}")
         need(isinstance(self.label_smoothing, (int, float)) and 0.5 < self.label_smoothing <= 1.0,
              f"--label-smoothing is D's real target α in (0.5, 1] (0.9 in Improved GAN; 1 = none), got {self.label_smoothing!r}")
         choice("noise", NOISE_PRIORS)

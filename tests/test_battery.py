@@ -78,6 +78,7 @@ OPTIONS = [  # malformed option values: refused before anything is written
     (["--device", "cuda:x"], "is not a device; use cpu, cuda or cuda:N"),
     (["--generator-loss", "wasserstein"], "'wasserstein' is not one of 'pgan', 'ns', 'minimax'"),
     (["--label-smoothing", "0.3"], "--label-smoothing is D's real target α in (0.5, 1]"),
+    (["--historical-averaging", "-1"], "--historical-averaging is a weight λ ≥ 0"),
     (["--devices", "generators=cpu"], "is not ROLE:DEVICE[,DEVICE...]"),
     (["--devices", "decoder:cpu"], "is not ROLE:DEVICE[,DEVICE...]"),
     (["--devices", "classifier:cpu;classifier:cpu"], "--devices names classifier twice"),

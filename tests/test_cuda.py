@@ -1,4 +1,5 @@
-"""The slot buffer and the models on CUDA. Device parsing and placement are tested everywhere;
+"""Devices and per-process preparation: the slot buffer and the models on CUDA. Device parsing,
+placement and denormal flushing are tested everywhere;
 training on a GPU only where one is present (CI has none: those tests skip)."""
 import numpy as np
 import pytest
@@ -74,3 +75,15 @@ def test_roles_on_two_gpus_match_one(tmp_path):
     runs = [train(TrainConfig(out=str(tmp_path / n), engine="parallel", device="cuda:0", deterministic=True, **SMALL, **x)).run_dir
             for n, x in (("one", {}), ("two", placed))]
     assert _same(runs)
+
+
+def test_every_compute_process_flushes_denormals():
+    """Saturated heads push C into denormal floats, ~10× slower on a CPU; prepare() flushes them."""
+    from sharedgan import devices
+    denormal = torch.tensor([1e-39], dtype=torch.float32)
+    try:
+        devices.prepare(TrainConfig(), torch.device("cpu"))
+        assert (denormal * 1.0).item() == 0.0
+    finally:
+        torch.set_flush_denormal(False)
+    assert (denormal * 1.0).item() != 0.0

@@ -97,3 +97,29 @@ def test_one_sided_label_smoothing_moves_only_the_real_target():
     assert value == pytest.approx((LN2 + 0.9 * SP_M2 + 0.1 * SP_2) / 2 + LN2, abs=1e-7)
     assert value == pytest.approx(1.2031847763614043, abs=1e-6)
     assert losses.discriminator_loss(d_real, d_fake, real_target=1.0).item() == pytest.approx((LN2 + SP_M2) / 2 + LN2, abs=1e-7)
+
+
+def test_historical_averaging_pulls_towards_the_mean_of_past_parameters():
+    from sharedgan.config import TrainConfig
+    from sharedgan.roles import RoleState
+
+    role = RoleState()
+    role.name, role.config = "probe", TrainConfig(historical_averaging=1.0)
+    role.net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        role.net.weight.fill_(1.0)
+    role.opt = torch.optim.SGD(role.net.parameters(), lr=0.1)
+    thetas = []
+    for _ in range(2):
+        role.net.weight.grad = torch.tensor([[0.5]])  # the role's own gradient
+        role.step()
+        thetas.append(role.net.weight.item())
+    # step 1: θ̄ = θ0 = 1, no pull: 1 − 0.1·0.5 = 0.95; θ̄ → (1 + 0.95)/2 = 0.975
+    # step 2: pull 2·1·(0.95 − 0.975) = −0.05, so 0.95 − 0.1·(0.5 − 0.05) = 0.905; θ̄ → (1 + 0.95 + 0.905)/3
+    assert thetas == pytest.approx([0.95, 0.905], abs=1e-7)
+    assert role._history[0] == 3 and role._history[1][0].item() == pytest.approx(2.855 / 3, abs=1e-7)
+    state = role.state_dict(0)
+    again = RoleState()
+    again.config, again.net, again.opt = role.config, torch.nn.Linear(1, 1, bias=False), torch.optim.SGD(role.net.parameters(), lr=0.1)
+    again.load_state_dict(state)  # the history travels with the checkpoint (bit-exact resume)
+    assert again._history[0] == 3 and torch.equal(again._history[1][0], role._history[1][0])

@@ -130,3 +130,14 @@ def test_resume_refuses_a_running_run(launch, leak_check, tmp_path):
         assert res.returncode == 2 and "still going" in res.stderr, res.stderr
     job.signal("runner", signal.SIGINT)
     assert job.finish()[0] == 130
+
+
+def test_historical_averaging_resumes_bit_for_bit(tmp_path):
+    """The running mean of past parameters is part of every role's checkpoint."""
+    cfg = dict(BASE, rounds=40, historical_averaging=0.05, engine="sequential")
+    whole = train(TrainConfig(out=str(tmp_path / "whole"), **cfg)).run_dir
+    shutil.copytree(whole, tmp_path / "cut")
+    cut_back_to(tmp_path / "cut", 19)
+    assert resume(tmp_path / "cut").rounds_completed == 40
+    assert_same_run(whole, tmp_path / "cut", TrainConfig(**BASE).roles)
+    assert int(checkpoint.load_role(checkpoint.latest(whole), "discriminator")["history_count"]) == 1 + 40 * 3  # K steps a round

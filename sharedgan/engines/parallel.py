@@ -24,8 +24,7 @@ from pathlib import Path
 
 import zmq
 
-from .. import checkpoint
-from .. import devices
+from .. import checkpoint, devices
 from ..buffer import SlotBuffer, slot_fields
 from ..config import TrainConfig
 from ..record import RunRecorder

@@ -35,9 +35,10 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: 
     devices.prepare(config, devices.buffer_device(config))
     try:
         return _train(config, run_dir, recorder, stop, start, restore)
-    finally:  # the caller's process is left as it was
+    finally:  # the caller's process is left as it was (denormal flushing: torch's default, off)
         torch.set_num_threads(threads_before)
         torch.use_deterministic_algorithms(deterministic_before)
+        torch.set_flush_denormal(False)
 
 
 class StepClock:

@@ -96,17 +96,48 @@ class RoleState:
         for group in self.opt.param_groups:
             group["lr"] = lr
 
+    # Historical averaging (Improved GAN §3.3, --historical-averaging λ): every step also descends
+    # λ‖θ − θ̄‖², θ̄ the mean of the parameters over this role's steps so far (θ_0 included).
+    _history: tuple[int, list[torch.Tensor]] | None = None  # (t, θ̄)
+
+    def step(self) -> None:
+        """The optimiser step, after the role's loss was back-propagated."""
+        weight = self.config.historical_averaging
+        if weight <= 0:
+            self.opt.step()
+            return
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if self._history is None:
+            self._history = (1, [p.detach().clone() for p in params])
+        t, means = self._history
+        with torch.no_grad():
+            for p, mean in zip(params, means):
+                penalty_grad = 2 * weight * (p - mean)  # ∂/∂θ of λ‖θ − θ̄‖²
+                p.grad = penalty_grad if p.grad is None else p.grad.add_(penalty_grad)
+        self.opt.step()
+        with torch.no_grad():
+            for p, mean in zip(params, means):
+                mean.add_((p - mean) / (t + 1))  # the running mean over t + 1 parameter values
+        self._history = (t + 1, means)
+
     def state_dict(self, round_index: int) -> dict:
         """The state after ``round_index``; refuses to hand out non-finite parameters, so a
         diverged role can never overwrite the last good checkpoint."""
         for pname, param in self.net.named_parameters():
             check_finite(self.name, round_index, f"parameter {pname}", param.detach())
-        return {"round": round_index, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                "torch_rng": torch.get_rng_state()}
+        state = {"round": round_index, "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                 "torch_rng": torch.get_rng_state()}
+        if self._history is not None:
+            state["history_count"] = torch.tensor(self._history[0])
+            state["history_mean"] = list(self._history[1])
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        if "history_count" in state:
+            device = next(self.net.parameters()).device
+            self._history = (int(state["history_count"]), [m.to(device) for m in state["history_mean"]])
 
     def rejoin(self, buf, round_index: int) -> None:
         """Start (again) at ``round_index``: forget any half-done round. See engines.parallel."""

@@ -37,7 +37,7 @@ class ClassifierRole(RoleState):
         check_finite(self.name, round_index, "its loss", loss.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
+        self.step()
 
         with self.copying():
             x = buf.sample[k].to(self.device, copy=True).requires_grad_(True)  # see DiscriminatorRole.validate
@@ -70,7 +70,7 @@ class ClassifierRole(RoleState):
         check_finite(self.name, round_index, "its loss", loss.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
+        self.step()
 
         with self.copying():
             x = buf.sample.to(self.device, copy=True).requires_grad_(True)

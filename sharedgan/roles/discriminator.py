@@ -60,7 +60,7 @@ class DiscriminatorRole(RoleState):
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         check_finite(self.name, round_index, "its loss", loss.detach())
-        self.opt.step()
+        self.step()
         self._fake_logits = None
         return loss.item()
 

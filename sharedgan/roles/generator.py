@@ -73,7 +73,7 @@ class GeneratorRole(RoleState):
             grad = (buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k].clone()).to(self.device)
         self.opt.zero_grad(set_to_none=True)
         self._sample.backward(grad)
-        self.opt.step()
+        self.step()
         self._sample = None
         d_term = float(buf.d_term[k])
         c_term = float(buf.c_term[k]) if two_players else 0.0
