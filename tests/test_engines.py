@@ -81,10 +81,10 @@ def test_grid25_trains_in_both_engines(tmp_path):
 
 
 @pytest.mark.parametrize("options", [dict(generator_loss="ns", label_smoothing=0.9, historical_averaging=0.01),
-                                     dict(generator_loss="minimax")],
+                                     pytest.param(dict(generator_loss="minimax"), marks=pytest.mark.slow)],
                          ids=["ns+label-smoothing+historical-averaging", "minimax"])
 def test_objective_options_train_and_the_engines_agree(tmp_path, options):
-    base = dict(k=2, rounds=30, eval_every=15, eval_samples=200, batch_size=32, hidden=16, seed=4, **options)
+    base = dict(k=2, rounds=20, eval_every=10, eval_samples=200, batch_size=32, hidden=16, seed=4, **options)
     runs = {e: train(TrainConfig(engine=e, out=str(tmp_path / e), **base)).run_dir for e in ("sequential", "parallel")}
     data = read_run_file(runs["parallel"] / "run.h5")
     assert np.isfinite(data["loss/generator"]).all() and np.isfinite(data["loss/discriminator"]).all()
