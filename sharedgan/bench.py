@@ -19,6 +19,7 @@ round relative to the sequential engine against K, with the 1/K limit drawn).
 """
 from __future__ import annotations
 
+import io
 import os
 import platform
 import statistics
@@ -30,6 +31,7 @@ from typing import Callable
 import h5py
 import numpy as np
 
+from .checkpoint import write_atomic
 from .config import ConfigError, TrainConfig
 from .record import read_run_file
 
@@ -54,7 +56,7 @@ class BenchPlan:
         return self.cores if engine in IN_PROCESS else max(1, self.cores // (k + 2))
 
     def processes(self, engine: str, k: int) -> int:
-        return 1 if engine in IN_PROCESS else k + (2 if k > 1 else 1)
+        return 1 if engine in IN_PROCESS else len(TrainConfig(k=k).roles)
 
 
 def parse_list(text: str, what: str, cast=int) -> list:
@@ -72,7 +74,7 @@ def time_to_quality(run: dict, quality: float) -> float:
     quality; NaN if none reached it (or the run has no mode metrics)."""
     if "eval/modes_covered" not in run:
         return float("nan")
-    modes = int(run["attrs"].get("num_modes", 0)) or int(run["eval/mode_histogram"].shape[1])
+    modes = run["eval/mode_histogram"].shape[1]
     hit = (run["eval/modes_covered"] >= modes) & (run["eval/high_quality"] >= quality)
     return float(run["eval/train_seconds"][np.argmax(hit)]) if hit.any() else float("nan")
 
@@ -137,7 +139,8 @@ def cells(plan: BenchPlan, rows: dict) -> list[dict]:
             # efficiency is a multi-process engine's: an in-process engine is the baseline, not parallel work
             out.append({"engine": engine, "k": k, "seconds_per_round": med("seconds_per_round"),
                         "updates_per_second": med("updates_per_second"), "speedup": speedup,
-                        "efficiency": float("nan") if engine in IN_PROCESS else speedup / usable, "startup_seconds": med("startup_seconds"),
+                        "efficiency": float("nan") if engine in IN_PROCESS else speedup / usable,
+                        "startup_seconds": med("startup_seconds"),
                         "time_to_quality": statistics.median(reached) if reached else float("nan"),
                         "reached": f"{len(reached)}/{len(mine)}", "copy_share": med("copy_share"),
                         "wait_share": med("wait_share"), "threads": mine[0]["threads"]})
@@ -168,24 +171,24 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
 
 
 def write_h5(path: Path, plan: BenchPlan, rows: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
+    data = io.BytesIO()
+    with h5py.File(data, "w") as f:
         f.attrs.update({"dataset": plan.dataset, "rounds": plan.rounds, "repeats": plan.repeats, "cores": plan.cores,
                         "quality": plan.quality, "platform": platform.platform(), "host": platform.node(),
                         "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         for engine, engine_rows in rows.items():
             for name in FIELDS:
                 f.create_dataset(f"{engine}/{name}", data=np.array([r[name] for r in engine_rows], dtype=np.float64))
-    os.replace(tmp, path)
+    write_atomic(path, data.getbuffer())
 
 
 def plot(path: Path, plan: BenchPlan, rows: dict) -> None:
     from .plots import plt
     fig, ax = plt.subplots(figsize=(6, 4))
     ks = np.array(plan.ks)
-    for c_engine in plan.engines:
-        ratio = [1 / c["speedup"] for c in cells(plan, rows) if c["engine"] == c_engine]
-        ax.plot(ks, ratio, "o-", label=c_engine)
+    summary = cells(plan, rows)
+    for engine in plan.engines:
+        ax.plot(ks, [1 / c["speedup"] for c in summary if c["engine"] == engine], "o-", label=engine)
     dense = np.linspace(ks.min(), ks.max(), 100)
     ax.plot(dense, 1 / dense, "k--", lw=1, label="1/K (the paper's limit)")
     ax.axhline(1 / plan.cores, color="grey", lw=1, ls=":", label=f"1/{plan.cores} (this machine's cores)")

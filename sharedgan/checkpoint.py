@@ -87,6 +87,18 @@ def write_file(path: Path, data) -> None:
         os.fsync(f.fileno())
 
 
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` through a hidden temporary file, flushed, then renamed:
+    readers see the old file or the new one, never half of one; a failed write leaves nothing."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write_file(tmp, data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def file_hash(path: Path, algorithm: str = "sha256") -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
@@ -104,9 +116,7 @@ def finalize(run_dir: Path, round_index: int, roles: list[str], keep: int, info:
     manifest = {"format": FORMAT, "round": round_index, "roles": roles,
                 "sha256": {r: file_hash(folder / f"{r}.pt") for r in roles}, **(info or {}),
                 "rng": "counter-based: every stream is derived from (seed, purpose, role, round)"}
-    tmp = folder / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, folder / "manifest.json")
+    write_atomic(folder / "manifest.json", json.dumps(manifest, indent=2))
     faults.point("checkpoint-rename", "runner", round_index)
     final = checkpoint_root(run_dir) / f"{PREFIX}{round_index:07d}"
     if final.exists():

@@ -83,8 +83,8 @@ def prepare(config, device: torch.device) -> None:
 
     Flushing denormals matters: late in a long run C's heads saturate and its activations and
     gradients fall into the denormal range, where CPU arithmetic is ~10× slower (a 30-minute K = 8
-    soak saw C's step grow from 0.03 to 0.34 s a round; with flushing it stays at 0.03 s). Every
-    engine flushes, so they still agree bit for bit."""
+    soak saw C's step grow from about 0.05 to 0.34 s a round; on that soak's last checkpoint
+    flushing brings it back to 0.03 s). Every engine flushes, so they still agree bit for bit."""
     torch.set_flush_denormal(True)
     if config.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be deterministic

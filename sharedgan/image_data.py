@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 import torch
 
-from .checkpoint import file_hash, write_file
+from .checkpoint import file_hash, write_atomic
 from .config import ConfigError
 
 FORMAT = 1
@@ -89,8 +89,13 @@ class ImageDataset:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self.data.images), (n,), generator=generator).numpy()
-        batch = torch.from_numpy(np.asarray(self.data.images[idx]))
-        return batch.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return from_uint8(self.data.images[idx])
+
+
+def from_uint8(images) -> torch.Tensor:
+    """uint8 images [N, H, W, C] → float [N, C, H, W] in [−1, 1], the generators' range (a copy:
+    the mapped cache is read-only)."""
+    return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 def to_uint8(samples) -> np.ndarray:
@@ -146,13 +151,10 @@ def _write_cache(cache: Path, name: str, source: str, source_id: str, images, la
             f.create_dataset("test_labels", data=test[1].astype(np.int64))
         f.attrs.update({"format": FORMAT, "name": name, "classes": json.dumps(classes), "source": source,
                         "source_id": source_id})
-    tmp = cache.with_name(f".{cache.name}.tmp")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_file(tmp, data.getbuffer())
-        os.replace(tmp, cache)
+        write_atomic(cache, data.getbuffer())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write the data cache {cache}: {exc.strerror or exc}; pass a writable --cache-dir") from None
 
 

@@ -49,15 +49,23 @@ def mode_report(samples: torch.Tensor, generator_ids: torch.Tensor, centers: tor
     modes = len(centers)
     hist = torch.bincount(nearest[hq], minlength=modes).numpy()
     n_hq = int(hq.sum())
-    covered = int((hist >= COVER_FRACTION * n_hq).sum()) if n_hq else 0
-    p = hist[hist > 0] / max(n_hq, 1)
-    kl = float(np.sum(p * np.log(p * modes))) if n_hq else float("inf")
+    covered, kl = histogram_coverage(hist)
     table = np.zeros((num_generators, modes + 1), dtype=np.int64)
     gid = generator_ids.long().numpy()
     col = np.where(hq.numpy(), nearest.numpy(), modes)
     np.add.at(table, (gid, col), 1)
     return ModeReport(len(samples), modes, covered, int((hist >= 1).sum()), n_hq / max(len(samples), 1),
                       kl, hist, table)
+
+
+def histogram_coverage(hist: np.ndarray) -> tuple[int, float]:
+    """(bins holding ≥ COVER_FRACTION of the total, KL(p̂ ‖ uniform) over the bins); (0, inf) for
+    an empty histogram. Modes here, predicted classes in ``coverage``."""
+    total = int(hist.sum())
+    if not total:
+        return 0, float("inf")
+    p = hist[hist > 0] / total
+    return int((hist >= COVER_FRACTION * total).sum()), float(np.sum(p * np.log(p * len(hist))))
 
 
 def mixture_assignment(num_samples: int, num_generators: int, seed: int, round_index: int) -> torch.Tensor:

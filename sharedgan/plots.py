@@ -108,10 +108,11 @@ def _plot_images(run_dir: Path, data: dict) -> list[Path]:
     first image at every evaluation (rows: generators, columns: evaluations)."""
     images = data["eval/images"]  # [E, K, g, H, W, C]
     E, K, g = images.shape[:3]
-    last = save_image_grid(images[-1].reshape(K * g, *images.shape[3:]), run_dir / "samples.png", columns=g)
+    save_image_grid(images[-1].reshape(K * g, *images.shape[3:]), run_dir / "samples.png", columns=g)
     shown = np.unique(np.linspace(0, E - 1, min(E, 12)).round().astype(int))
     evolution = images[shown][:, :, 0].transpose(1, 0, 2, 3, 4).reshape(K * len(shown), *images.shape[3:])
-    return [last, save_image_grid(evolution, run_dir / "evolution.png", columns=len(shown))]
+    save_image_grid(evolution, run_dir / "evolution.png", columns=len(shown))
+    return [run_dir / "samples.png", run_dir / "evolution.png"]
 
 
 def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
@@ -125,10 +126,10 @@ def image_grid(images: np.ndarray, columns: int, pad: int = 2) -> np.ndarray:
     return grid
 
 
-def save_image_grid(images: np.ndarray, path: Path, columns: int, scale: int = 2) -> Path:
-    """Write ``image_grid`` as a PNG, each pixel ``scale`` × ``scale`` (small images stay visible)."""
+def save_image_grid(images: np.ndarray, target, columns: int, scale: int = 2) -> None:
+    """Write ``image_grid`` as a PNG to a path or a file object, each pixel ``scale`` × ``scale``
+    (small images stay visible)."""
     grid = image_grid(images, columns)
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    plt.imsave(path, grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None,
-               vmin=0, vmax=255)
-    return Path(path)
+    plt.imsave(target, grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None,
+               vmin=0, vmax=255, format="png")

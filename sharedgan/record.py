@@ -50,7 +50,7 @@ import h5py
 import numpy as np
 import torch
 
-from .checkpoint import write_file
+from .checkpoint import write_atomic
 from .config import TrainConfig
 from .data import GaussianMixture
 from .metrics import ModeReport, mix, mixture_assignment, mode_report
@@ -252,15 +252,13 @@ class RunRecorder:
         """grids/round-NNNNNNN.png: one row per generator, at every evaluation of an image run
         (written whole or not at all; a picture that cannot be written is logged, the run goes on)."""
         from .plots import save_image_grid
-        folder = self.run_dir / "grids"
-        path = folder / f"round-{n + 1:07d}.png"
-        tmp = folder / f".{path.name}.tmp.png"
+        path = self.run_dir / "grids" / f"round-{n + 1:07d}.png"
+        png = io.BytesIO()
+        save_image_grid(pictures.reshape(-1, *pictures.shape[2:]), png, columns=pictures.shape[1])
         try:
-            folder.mkdir(exist_ok=True)
-            save_image_grid(pictures.reshape(-1, *pictures.shape[2:]), tmp, columns=pictures.shape[1])
-            os.replace(tmp, path)
+            path.parent.mkdir(exist_ok=True)
+            write_atomic(path, png.getbuffer())
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             logging.getLogger("sharedgan").warning("could not write %s: %s", path, exc)
 
     # ---- the run file ------------------------------------------------------------------------
@@ -270,17 +268,12 @@ class RunRecorder:
             self.status, self.error = status, error
         R = self.rounds_completed
         path = self.run_dir / "run.h5"
-        tmp = self.run_dir / ".run.h5.tmp"
+        # built in memory, then written with plain file I/O: HDF5 does not survive a failed write
+        # (a full disk, a file-size limit) cleanly, Python's file objects raise a clean OSError;
+        # on any failure the previous run.h5 stays as it was
         data = io.BytesIO()
-        try:
-            # built in memory, then written with plain file I/O: HDF5 does not survive a failed write
-            # (a full disk, a file-size limit) cleanly, Python's file objects raise a clean OSError
-            self._write(data, R)
-            write_file(tmp, data.getbuffer())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # the previous run.h5 stays as it was
-            raise
+        self._write(data, R)
+        write_atomic(path, data.getbuffer())
         return path
 
     def _write(self, target, R: int) -> None:

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+from .checkpoint import write_atomic
 from .config import ConfigError, TrainConfig
 
 # What a run writes; with --force only these are replaced, never other files of the user's.
@@ -57,11 +58,6 @@ def prepare(config: TrainConfig, force: bool = False, resume: bool = False) -> t
     return run_dir, lock
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Readers (tests, tools watching the run) see the old file or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _prepare(run_dir: Path, force: bool, resume: bool) -> None:

@@ -250,6 +250,7 @@ class Run:
         self.round = json.loads((self.checkpoint / "manifest.json").read_text())["round"]
         self.dataset = dataset_of(self.config)
         spec = model_spec(self.config, self.dataset)
+        self._last_draw = None
         self.generators = []
         for k in range(self.config.k):
             net = make_model(self.config, "generator", spec, k)
@@ -259,7 +260,10 @@ class Run:
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """n samples of the mixture: each picks its generator uniformly. Returns (samples, generator)."""
+        """n samples of the mixture: each picks its generator uniformly. Returns (samples, generator).
+        The last draw is kept: coverage and IS/FID of one eval judge the same samples, drawn once."""
+        if self._last_draw is not None and self._last_draw[0] == (n, seed):
+            return self._last_draw[1]
         which = torch.randint(self.config.k, (n,), generator=stream(seed, "sample-mixture"))
         z = prior_noise(n, self.config.noise_dim, self.config.noise, stream(seed, "sample-noise"))
         out = torch.empty((n, *self.dataset.sample_shape))
@@ -267,6 +271,7 @@ class Run:
             idx = (which == k).nonzero().flatten()
             if len(idx):
                 out[idx] = net(z[idx])
+        self._last_draw = ((n, seed), (out, which))
         return out, which
 
     def evaluate(self, n: int = 2500, seed: int = 0) -> ModeReport:
@@ -275,7 +280,6 @@ class Run:
                               "look at its samples.png, or draw more with 'sharedgan sample --png'")
         samples, which = self.sample(n, seed)
         return mode_report(samples, which, self.dataset.centers, self.dataset.std, self.config.k)
-
 
     def class_coverage(self, n: int = 2500, seed: int = 0, epochs: int = 10, min_accuracy: float = MIN_ACCURACY,
                        on_step=None):

@@ -23,22 +23,16 @@ SMOKE = dict(k=2, width=4, rounds=4, batch_size=8, eval_every=4, checkpoint_ever
 
 @pytest.fixture(scope="module")
 def random_weights(tmp_path_factory):
-    """A state dict of torch-fidelity's own InceptionV3, randomly initialised (built with its
-    weight loading switched off, once)."""
+    """A state dict of torch-fidelity's own InceptionV3, randomly initialised (built once with its
+    download and its weight loading switched off)."""
     cls = inception_module.FeatureExtractorInceptionV3
-    real_load = cls.load_state_dict
+    real_fetch, real_load = inception_module.load_state_dict_from_url, cls.load_state_dict
+    inception_module.load_state_dict_from_url = lambda *a, **k: {}
     cls.load_state_dict = lambda self, state, *a, **k: None
     try:
-        net = cls("inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=__file__)
-    except Exception:  # noqa: BLE001 - torch.load of this file fails before load_state_dict: build differently
-        orig = inception_module.load_state_dict_from_url
-        inception_module.load_state_dict_from_url = lambda *a, **k: {}
-        try:
-            net = cls("inception-v3-compat", ["2048", "logits_unbiased"])
-        finally:
-            inception_module.load_state_dict_from_url = orig
+        net = cls("inception-v3-compat", ["2048", "logits_unbiased"])
     finally:
-        cls.load_state_dict = real_load
+        inception_module.load_state_dict_from_url, cls.load_state_dict = real_fetch, real_load
     torch.manual_seed(0)
     for m in net.modules():  # variance-preserving init, so features still depend on the input 40 layers on
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):

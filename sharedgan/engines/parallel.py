@@ -29,7 +29,8 @@ from ..buffer import SlotBuffer, slot_fields
 from ..config import TrainConfig
 from ..record import RunRecorder
 from ..roles import DIVERGENCE_KINDS, model_spec
-from ..rundir import log_path, write_atomic
+from ..checkpoint import write_atomic
+from ..rundir import log_path
 from ..runner import ProcessGroup, RoleFailed, describe_exit
 from ..signals import Endpoints, Kind, Mailbox, Message, Outbox, Role
 from .role_loops import EXIT_DIVERGED, EXIT_WRITE_FAILED, role_main
