@@ -12,8 +12,11 @@ drift hits them alike); each run is a normal training in ``OUT/runs``. Per cell 
   covered and ≥ ``quality`` high-quality samples), median over the repeats that reached it;
 * from the time breakdown: the share of a round the roles spent copying slots and waiting.
 
-Threads: the in-process engines (sequential, batched) get every core (what one process would use); each of the
-parallel engine's K + 2 processes gets max(1, cores // (K + 2)), so they never oversubscribe.
+Threads: the in-process engines (sequential, batched) get every core (what one process would use), or
+``--in-process-threads`` (small models can run faster on one thread than on several); each
+process of the multi-process engines (K + 2, plus the async engine's replicas) gets max(1, cores //
+processes), so they never oversubscribe. Engines may carry settings: ``async:b8:r2`` (see
+:func:`engine_settings`).
 Outputs: ``bench.h5`` (one row per run), ``bench.md`` (the table) and ``bench.png`` (wall time per
 round relative to the sequential engine against K, with the 1/K limit drawn).
 """
@@ -51,12 +54,39 @@ class BenchPlan:
     quality: float = 0.9  # the target's high-quality share (2-D)
     cores: int = field(default_factory=lambda: os.cpu_count() or 1)
     base: dict = field(default_factory=dict)  # further TrainConfig fields for every run
+    in_process_threads: int | None = None  # None: every core
 
     def threads(self, engine: str, k: int) -> int:
-        return self.cores if engine in IN_PROCESS else max(1, self.cores // (k + 2))
+        if engine in IN_PROCESS:
+            return self.in_process_threads or self.cores
+        return max(1, self.cores // self.processes(engine, k))
 
     def processes(self, engine: str, k: int) -> int:
-        return 1 if engine in IN_PROCESS else len(TrainConfig(k=k).roles)
+        return 1 if engine in IN_PROCESS else len(TrainConfig(k=k, **engine_settings(engine)).processes)
+
+
+ENGINE_TAGS = {"b": "serve_batch", "d": "d_replicas", "c": "c_replicas", "s": "sync_every"}
+
+
+def engine_settings(spec: str) -> dict:
+    """An engine of the study and its settings: ``async:b8:r2:hogwild`` is the async engine with
+    --serve-batch 8, 2 D and 2 C replicas (r; or d2, c2 apart), --replica-sync hogwild (or copy,
+    with s10 for --sync-every 10)."""
+    from .config import ENGINES, REPLICA_SYNCS
+    engine, *tags = spec.split(":")
+    if engine not in ENGINES or (tags and engine != "async"):
+        raise ConfigError(f"--engines: {spec!r} unknown; choose from {', '.join(ENGINES)} (async may carry "
+                          "settings, e.g. async:b8:r2:hogwild)")
+    settings: dict = {"engine": engine}
+    for tag in tags:
+        if tag in REPLICA_SYNCS:
+            settings["replica_sync"] = tag
+        elif tag[:1] in ENGINE_TAGS | {"r": None} and tag[1:].isdigit():
+            for name in (("d_replicas", "c_replicas") if tag[0] == "r" else (ENGINE_TAGS[tag[0]],)):
+                settings[name] = int(tag[1:])
+        else:
+            raise ConfigError(f"--engines: {spec!r}: {tag!r} is not a setting (bN, rN, dN, cN, sN, copy, hogwild)")
+    return settings
 
 
 def parse_list(text: str, what: str, cast=int) -> list:
@@ -94,9 +124,9 @@ def time_shares(run: dict, seconds_per_round: float) -> tuple[float, float]:
 def one_run(plan: BenchPlan, engine: str, k: int, repeat: int, out: Path) -> dict:
     from .trainer import train
     threads = plan.threads(engine, k)
-    cfg = TrainConfig(**{**plan.base, "engine": engine, "k": k, "dataset": plan.dataset, "rounds": plan.rounds,
+    cfg = TrainConfig(**{**plan.base, **engine_settings(engine), "k": k, "dataset": plan.dataset, "rounds": plan.rounds,
                          "threads": threads, "eval_every": plan.eval_every, "checkpoint_every": plan.rounds,
-                         "out": str(out / "runs" / f"{engine}-k{k}-r{repeat}")})
+                         "out": str(out / "runs" / f"{engine.replace(':', '-')}-k{k}-r{repeat}")})
     result = train(cfg, force=True)
     run = read_run_file(result.run_dir / "run.h5")
     per_round = result.train_seconds / max(result.rounds_completed, 1)
@@ -157,7 +187,7 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
         f"{plan.rounds} rounds, {plan.repeats} repeat(s), evaluation every {plan.eval_every} rounds; "
         f"target: every mode covered with ≥ {plan.quality:.0%} high quality",
         "",
-        "| engine | K | threads/process | s/round | generator updates/s | speedup | efficiency | start-up s "
+        "| engine | K | threads | s/round | generator updates/s | speedup | efficiency | start-up s "
         "| time to quality s (reached) | copy % | wait % |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -114,3 +114,79 @@ class SlotBuffer:
     @classmethod
     def attach(cls, handle: tuple) -> "SlotBuffer":
         return cls(*handle)
+
+
+def _state_tensors(net: torch.nn.Module) -> list[torch.Tensor]:
+    """What a replica shares: every parameter and floating-point buffer (batch-norm statistics), in
+    a fixed order. Integer buffers (batch norm's step count) stay each replica's own."""
+    return [p for p in net.parameters()] + [b for b in net.buffers() if b.is_floating_point()]
+
+
+class ParameterRegion:
+    """The buffer's parameter region: one model's parameters shared by its replicas (engine async).
+
+    * ``hogwild``: :meth:`bind` makes every replica's parameters views of ``values``; each replica
+      steps its own optimiser on them without locks (Hogwild, PGAN §3.1).
+    * ``copy``: the primary :meth:`publish` es its parameters every few steps, replicas
+      :meth:`pull` the latest. ``version`` is a sequence counter, odd while a copy is being written;
+      a reader that sees it odd, or changed across its read, keeps its own parameters this time.
+    """
+
+    def __init__(self, values: torch.Tensor, version: torch.Tensor):
+        self.values, self.version = values, version
+        self.pulled = 0  # the version this process last loaded
+
+    @classmethod
+    def for_model(cls, net: torch.nn.Module, device: str | torch.device = "cpu", shared: bool = True) -> "ParameterRegion":
+        values = torch.cat([t.detach().reshape(-1).float() for t in _state_tensors(net)]).to(device)
+        version = torch.zeros(1, dtype=torch.int64, device="cpu")
+        if shared:
+            version.share_memory_()
+            if values.device.type == "cpu":
+                values.share_memory_()
+        return cls(values, version)
+
+    def handle(self) -> tuple:
+        return (self.values, self.version)
+
+    @classmethod
+    def attach(cls, handle: tuple) -> "ParameterRegion":
+        return cls(*handle)
+
+    def _views(self, net: torch.nn.Module, values: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(model tensor, its part of ``values``: the region, or a snapshot of it) in order."""
+        values = self.values if values is None else values
+        tensors = _state_tensors(net)
+        total = sum(t.numel() for t in tensors)
+        if total != values.numel():
+            raise ValueError(f"parameter region holds {self.values.numel()} values, the model has {total}")
+        offsets = [0]
+        for t in tensors:
+            offsets.append(offsets[-1] + t.numel())
+        return [(t, values[a:b].view_as(t)) for t, a, b in zip(tensors, offsets, offsets[1:])]
+
+    def bind(self, net: torch.nn.Module) -> None:
+        """Hogwild: ``net``'s parameters and statistics become views of the shared values."""
+        for t, view in self._views(net):
+            t.data = view
+
+    def publish(self, net: torch.nn.Module) -> None:
+        self.version += 1  # odd: being written
+        with torch.no_grad():
+            for t, view in self._views(net):
+                view.copy_(t)
+        self.version += 1
+
+    def pull(self, net: torch.nn.Module) -> bool:
+        """Load the latest published parameters, if there is a new, whole one; True if loaded."""
+        before = int(self.version)
+        if before % 2 or before == self.pulled:
+            return False
+        snapshot = self.values.clone()
+        if int(self.version) != before:  # the primary began another copy meanwhile: skip this time
+            return False
+        with torch.no_grad():
+            for t, view in self._views(net, snapshot):
+                t.copy_(view)
+        self.pulled = before
+        return True

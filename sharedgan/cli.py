@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from .beta_schedule import SCHEDULES
-from .config import ENGINES, GENERATOR_LOSSES, LR_DECAYS, NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, ConfigError, TrainConfig
+from .config import (ENGINES, GENERATOR_LOSSES, LR_DECAYS, LR_SCALINGS, NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, REPLICA_SYNCS,
+                     ConfigError, TrainConfig)
 from .coverage import MIN_ACCURACY
 from .models import FactoryError
 
@@ -29,7 +30,8 @@ LAUNCH_OPTIONS = [
      "Check downloaded or given archives against their published MD5 (off: a re-packed copy; its content is still checked)."),
     ("--engine", "engine", click.Choice(ENGINES),
      "parallel: one process per generator plus D and C, lock-step rounds. sequential: the same math in one process. "
-     "batched: one process, D and C take one step on all K slots at once (faster, not Algorithm 1; see the README)."),
+     "batched: one process, D and C take one step on all K slots at once (faster, not Algorithm 1; see the README). "
+     "async: no lock-step; free D and C processes (--d-replicas, --c-replicas) serve slots as they arrive (not deterministic)."),
     ("--rounds", "rounds", int, "Training rounds. Each round: every generator one batch and one update; D and C K updates each."),
     ("--batch-size", "batch_size", int, "Samples per generator batch (m), also D's real batch."),
     ("--lr", None, float, "Learning rate of G, D and C at once (overridden by --lr-generator etc.)."),
@@ -67,6 +69,18 @@ LAUNCH_OPTIONS = [
     ("--deterministic/--no-deterministic", "deterministic", bool,
      "Deterministic kernels in every process (torch.use_deterministic_algorithms), for bit-exact GPU runs."),
     ("--threads", "threads", int, "Torch threads per process (per role in the parallel engine)."),
+    ("--d-replicas", "d_replicas", int, "--engine async: discriminator processes serving the generators (R)."),
+    ("--c-replicas", "c_replicas", int, "--engine async: classifier processes serving the generators."),
+    ("--replica-sync", "replica_sync", click.Choice(REPLICA_SYNCS),
+     "--engine async, R > 1: copy: replicas load the primary's parameters every --sync-every steps; "
+     "hogwild: all replicas update one set of parameters in shared memory, without locks."),
+    ("--sync-every", "sync_every", int, "--replica-sync copy: steps between the primary's publications (and a replica's loads)."),
+    ("--serve-batch", "serve_batch", int,
+     "--engine async: the most waiting slots a D or C process scores and learns from in one step (one forward "
+     "pass, one update, as --engine batched does); 1: one step per slot, as Algorithm 1."),
+    ("--serve-lr-scaling", "serve_lr_scaling", click.Choice(LR_SCALINGS),
+     "--engine async: a D or C step on g slots uses the learning rate × √g (sqrt: fewer, larger steps learn about as "
+     "much per round as g single-slot steps) or as set (none)."),
     ("--ring-modes", "ring_modes", int, "ring8: number of modes on the circle."),
     ("--ring-radius", "ring_radius", float, "ring8: radius of the circle."),
     ("--grid-side", "grid_side", int, "grid25: modes per side."),
@@ -107,6 +121,7 @@ def cli():
     \b
     sharedgan launch                      # 8 generators on ring8, parallel engine
     sharedgan launch --engine sequential  # the same training in one process
+    sharedgan launch --engine async --serve-batch 4   # no lock-step; D and C serve slots as they arrive
     sharedgan sample RUN --n 2500 --out samples.h5
     sharedgan eval RUN
     sharedgan data cifar10 --data-dir ~/data --png cifar10.png
@@ -278,7 +293,9 @@ def _image_metrics(r, n, seed, epochs, min_accuracy, inception, weights) -> None
 @cli.command()
 @click.option("--k", "ks", default="2,4,8", show_default=True, help="Comma-separated K values.")
 @click.option("--engines", default="sequential,parallel", show_default=True,
-              help="Comma-separated engines; the sequential one is the baseline of the speedups.")
+              help="Comma-separated engines; the sequential one is the baseline of the speedups. The async engine "
+                   "may carry settings: async:b8 (--serve-batch 8), :r2 (2 D and 2 C replicas), :d2, :c2, "
+                   ":hogwild or :copy, :s10 (--sync-every).")
 @click.option("--dataset", default="ring8", show_default=True, help="Any launch data set.")
 @click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True, help="Rounds per run.")
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Runs per cell (medians).")
@@ -286,27 +303,29 @@ def _image_metrics(r, n, seed, epochs, min_accuracy, inception, weights) -> None
               help="Evaluation cadence: the resolution of time to quality.")
 @click.option("--quality", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="Time-to-quality target: every mode covered with at least this high-quality share.")
+@click.option("--in-process-threads", type=click.IntRange(min=1),
+              help="Torch threads of the in-process engines (sequential, batched) [default: every core]. Small models "
+                   "often run faster on 1: give the baseline its best.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Batch size of every run [default: launch's].")
 @click.option("--width", type=click.IntRange(min=1), help="DCGAN width of image runs [default: launch's].")
 @click.option("--data-dir", type=click.Path(), help="Image data location, as for launch.")
 @click.option("--out", type=click.Path(), required=True, help="Folder for bench.h5, bench.md, bench.png and the runs.")
 @click.option("--force", is_flag=True, help="Replace an earlier study in --out.")
-def bench(ks, engines, dataset, rounds, repeats, eval_every, quality, batch_size, width, data_dir, out, force):
+def bench(ks, engines, dataset, rounds, repeats, eval_every, quality, in_process_threads, batch_size, width, data_dir, out,
+          force):
     """Time the engines against the sequential baseline: seconds per round, generator updates per
     second, speedup, parallel efficiency, start-up and time to quality, for every K.
 
     Each run is a normal training in OUT/runs; the engines alternate their order over repeats.
-    The in-process engines (sequential, batched) get every core; each parallel process gets cores // (K + 2) threads
-    (at least 1), so nothing oversubscribes. Writes OUT/bench.h5 (every run), OUT/bench.md (the
+    The in-process engines (sequential, batched) get every core (or --in-process-threads); each process of the
+    multi-process engines gets cores // processes threads (at least 1), so nothing oversubscribes. Writes OUT/bench.h5 (every run), OUT/bench.md (the
     table, headed by the machine) and OUT/bench.png (time per round ÷ sequential, with the 1/K limit).
     """
-    from .bench import BenchPlan, markdown, parse_list, run_bench
-    from .config import ENGINES
+    from .bench import BenchPlan, engine_settings, markdown, parse_list, run_bench
     plan = BenchPlan(parse_list(ks, "--k"), parse_list(engines, "--engines", str), dataset, rounds, repeats,
-                     eval_every, quality)
-    bad = [e for e in plan.engines if e not in ENGINES]
-    if bad:
-        raise ConfigError(f"--engines: {', '.join(bad)} unknown; choose from {', '.join(ENGINES)}")
+                     eval_every, quality, in_process_threads=in_process_threads)
+    for engine in plan.engines:
+        TrainConfig(**engine_settings(engine)).validate()
     if "sequential" not in plan.engines:
         raise ConfigError("--engines must include sequential: it is the baseline of every speedup")
     plan.base = {name: value for name, value in (("batch_size", batch_size), ("width", width), ("data_dir", data_dir))

@@ -14,7 +14,9 @@ from pathlib import Path
 from .beta_schedule import SCHEDULES, default_decay
 from .data import DATASETS
 
-ENGINES = ("parallel", "sequential", "batched")
+ENGINES = ("parallel", "sequential", "batched", "async")
+REPLICA_SYNCS = ("copy", "hogwild")  # how the replicas of D and C stay in step (engine async)
+LR_SCALINGS = ("sqrt", "none")  # the learning rate of an async D or C step on several slots
 GENERATOR_LOSSES = ("pgan", "ns", "minimax")  # see losses.generator_d_term
 OPTIMIZERS = ("adam", "sgd")
 NOISE_PRIORS = ("normal", "uniform")
@@ -27,7 +29,8 @@ DCGAN_FACTORIES = {role: f"sharedgan.dcgan:{role}" for role in ("generator", "di
 # shapes the math, so resuming with a different value is refused.
 RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir", "cache_dir", "verify_md5",
              "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure", "max_restarts", "out",
-             "device", "devices", "deterministic")
+             "device", "devices", "deterministic", "d_replicas", "c_replicas", "replica_sync", "sync_every", "serve_batch",
+             "serve_lr_scaling")
 
 
 class ConfigError(ValueError):
@@ -84,6 +87,13 @@ class TrainConfig:
     devices: str | None = None  # role placement on several GPUs, e.g. "generators:cuda:0,cuda:1;discriminator:cuda:2"
     deterministic: bool = False  # deterministic kernels in every process (torch.use_deterministic_algorithms)
     threads: int = 1  # torch threads per process (per role in the parallel engine)
+    # the asynchronous engine: D and C processes (replicas) and how their parameters stay in step
+    d_replicas: int = 1
+    c_replicas: int = 1
+    replica_sync: str = "copy"  # copy: replicas load the primary's parameters every sync_every steps; hogwild: one shared set
+    sync_every: int = 10
+    serve_batch: int = 1  # the most waiting slots a D or C process takes in one step (1: one step per slot)
+    serve_lr_scaling: str = "sqrt"  # a step on g slots: D's and C's learning rate × √g (sqrt) or as is (none)
     # models
     # None: the MLPs for 2-D data, the DCGAN models for images
     generator_factory: str | None = None
@@ -122,6 +132,20 @@ class TrainConfig:
         names = [f"generator-{k}" for k in range(self.k)] + ["discriminator"]
         return names + (["classifier"] if self.k > 1 else [])
 
+    @property
+    def replicas(self) -> list[str]:
+        """The extra D and C processes of the async engine: discriminator-1.., classifier-1.. (the
+        primaries are the roles ``discriminator`` and ``classifier``; only they checkpoint)."""
+        if self.engine != "async":
+            return []
+        names = [f"discriminator-{r}" for r in range(1, self.d_replicas)]
+        return names + ([f"classifier-{r}" for r in range(1, self.c_replicas)] if self.k > 1 else [])
+
+    @property
+    def processes(self) -> list[str]:
+        """Every child process of a multi-process run: the roles, then the replicas."""
+        return self.roles + self.replicas
+
     def validate(self) -> "TrainConfig":
         def need(ok: bool, message: str):
             if not ok:
@@ -154,6 +178,15 @@ class TrainConfig:
         choice("lr_decay", LR_DECAYS)
         choice("beta_schedule", SCHEDULES)
         choice("on_failure", ON_FAILURE)
+        choice("replica_sync", REPLICA_SYNCS)
+        choice("serve_lr_scaling", LR_SCALINGS)
+        for name in ("d_replicas", "c_replicas", "sync_every", "serve_batch"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 1, f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
+        need(self.engine == "async" or (self.d_replicas == 1 and self.c_replicas == 1),
+             "--d-replicas and --c-replicas need --engine async (the other engines run one D and one C)")
+        need(not (self.engine == "async" and self.on_failure == "respawn"),
+             "--on-failure respawn works with --engine parallel; the async engine stops on a failure (resume it with --resume)")
         for role in ("generator", "discriminator", "classifier"):
             choice(f"optimizer_{role}", OPTIMIZERS)
             lr = getattr(self, f"lr_{role}")

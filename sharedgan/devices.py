@@ -64,7 +64,8 @@ def role_device(config, name: str) -> torch.device:
     if name.startswith("generator-") and "generators" in placement:
         choices = placement["generators"]
         return choices[int(name.split("-")[1]) % len(choices)]
-    return placement.get(name, [parse_device(config.device)])[0]
+    base = name.partition("-")[0]  # an async engine's D and C replicas sit with their primary
+    return placement.get(base, [parse_device(config.device)])[0]
 
 
 def buffer_device(config) -> torch.device:

@@ -85,6 +85,7 @@ class RunRecorder:
         self.events: list[dict] = []
         self.prior_train_seconds = 0.0  # training time of the earlier parts of a resumed run
         self.reports_needed = len(config.roles)
+        self.served: dict[str, int] = {}  # engine async: slots each D and C process served (this session)
         self._reports: dict[int, int] = {}
         self.rounds_completed = 0
         self.started_at = time.time()
@@ -133,14 +134,13 @@ class RunRecorder:
         self._room(n)["loss/classifier"][n] = loss
         self._count(n)
 
-    def times(self, role: str, k: int, n: int, compute: float, wait: float, copy: float) -> None:
-        """Where role's round n went: seconds computing, waiting for a signal, copying slots."""
+    def times(self, role: str, k: int, n: int, compute: float, wait: float, copy: float, add: bool = False) -> None:
+        """Where role's round n went: seconds computing, waiting for a signal, copying slots.
+        ``add``: one of several reports of the round (the async engine's D and C report per slot)."""
         s = self._room(n)
         for part, value in zip(TIME_PARTS, (compute, wait, copy)):
-            if role == "generator":
-                s[f"time/generator/{part}"][n, k] = value
-            else:
-                s[f"time/{role}/{part}"][n] = value
+            series, index = s[f"time/{role}/{part}"], ((n, k) if role == "generator" else n)
+            series[index] = value + series[index] if add and not np.isnan(series[index]) else value
 
     def _count(self, n: int) -> None:
         self._reports[n] = self._reports.get(n, 0) + 1
@@ -289,6 +289,7 @@ class RunRecorder:
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z") if self.status != "running" else "",
             }
             attrs.update({f"version_{k}": str(v) for k, v in software_versions().items()})
+            attrs.update({f"served/{name}": count for name, count in self.served.items()})
             f.attrs.update(attrs)
             for name, values in self.series.items():
                 f.create_dataset(name, data=values[:R])

@@ -1,8 +1,13 @@
 """The one object that owns every child process of a run (Sample Factory / torch.multiprocessing
 .spawn style).
 
-* Children start with the ``spawn`` method (never ``fork`` once torch has threads).
-* A child dies with its parent (PR_SET_PDEATHSIG, plus a parent-pid watchdog in every wait),
+* Children start with the ``forkserver`` method (never ``fork`` once torch has threads): one
+  server process imports torch and the role code once, then forks every child from that state, so
+  K + 2 children do not each spend seconds importing torch. The server is this run's: it is
+  stopped when the run's processes are gone (and dies by itself if the runner does).
+* A child dies with the run (PR_SET_PDEATHSIG kills it when its parent, the fork server, exits,
+  which the server does the moment the runner's end of its pipe closes; plus a watchdog in every
+  wait that looks at the parent and the runner),
   ignores SIGINT (Ctrl-C reaches the runner, which stops everyone in order), and writes its
   stdout, stderr and any traceback to its own log file.
 * The runner waits on process sentinels and its ZeroMQ inbox in one poll. On the first failure it
@@ -10,14 +15,18 @@
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
-from multiprocessing import resource_tracker
+from multiprocessing import forkserver, resource_tracker
+from multiprocessing import process as mp_process
 from multiprocessing.process import BaseProcess
 from typing import Callable, Iterable
 
@@ -51,14 +60,23 @@ class RoleFailed(RuntimeError):
         super().__init__(text)
 
 
-def prepare_child(log_path: str, parent_pid: int, threads: int) -> Callable[[], None]:
-    """First thing a child does. Returns a watchdog that exits if the parent has gone."""
+def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], None]:
+    """First thing a child does. Returns a watchdog that exits if the runner (or the fork server
+    between them) has gone."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the watchdog below still ends orphans
         pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    # A forked child inherits the fork server's "alive" pipe, which keeps the server up while any
+    # holder lives; let go of it, so that a dead runner takes the server down, and the server
+    # (by PR_SET_PDEATHSIG) every child.
+    alive_fd = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+    if alive_fd is not None and os.getppid() != os.getpid():
+        os.close(alive_fd)
+        forkserver._forkserver._forkserver_alive_fd = None
+    parent = os.getppid()  # the runner (spawn) or the fork server
+    if parent == 1 or not _alive(runner_pid):  # it died before prctl took effect
         os._exit(3)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -72,19 +90,79 @@ def prepare_child(log_path: str, parent_pid: int, threads: int) -> Callable[[], 
     torch.set_num_threads(threads)
 
     def watchdog() -> None:
-        if os.getppid() != parent_pid:
+        if os.getppid() != parent or not _alive(runner_pid):
             os._exit(3)
 
     return watchdog
 
 
+def _alive(pid: int) -> bool:
+    """Is ``pid`` running? A zombie (dead, not yet reaped by its parent) is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
+# what the fork server imports once, so that no child imports it again
+# (torch._dynamo: torch.optim imports it at the first optimiser, 1.5 s a process on its own)
+PRELOAD = ["torch", "torch._dynamo", "zmq", "numpy", "sharedgan.engines.role_loops", "sharedgan.engines.async_loops"]
+SERVER_DIR_PREFIX = "sharedgan-mp-"  # the private folder that holds the fork server's socket file
+
+
+def _remove_server_socket(server_pid: int = os.getpid(), runner_pid: int = os.getppid()) -> None:
+    """At exit of the fork server (it imports this module, so this is registered there) whose
+    runner died: remove its socket folder (after a normal run the runner does it). Children forked
+    from the server inherit the registration and skip it (another pid)."""
+    address = getattr(forkserver._forkserver, "_forkserver_address", None)
+    if os.getpid() == server_pid and not _alive(runner_pid) and isinstance(address, str) \
+            and os.path.basename(os.path.dirname(address)).startswith(SERVER_DIR_PREFIX):
+        shutil.rmtree(os.path.dirname(address), ignore_errors=True)
+
+
+atexit.register(_remove_server_socket)
+
+
 class ProcessGroup:
-    def __init__(self, run_id: str, start_method: str = "spawn"):
+    def __init__(self, run_id: str, start_method: str = "forkserver"):
+        self.start_method = start_method
         self.context = mp.get_context(start_method)
         self.run_id = run_id
         self.procs: dict[str, BaseProcess] = {}
         self.logs: dict[str, str] = {}
         self.exited: dict[str, int] = {}
+        self.server_dir: str | None = None
+        if start_method == "forkserver":
+            self.context.set_forkserver_preload(PRELOAD)
+
+    def _start_server_dir(self) -> None:
+        """multiprocessing puts the fork server's socket file in the process's temporary folder,
+        which it removes only when this process exits: give it one of ours for this run."""
+        if self.start_method == "forkserver" and self.server_dir is None:
+            self.server_dir = tempfile.mkdtemp(prefix=SERVER_DIR_PREFIX)
+            self._saved_tempdir = mp_process.current_process()._config.get("tempdir")
+            mp_process.current_process()._config["tempdir"] = self.server_dir
+
+    def _stop_server(self) -> None:
+        if self.server_dir is None:
+            return
+        # the server carries this run's marker and would outlive the run in a long-lived process
+        # (a notebook, a test session); the next run starts its own
+        forkserver._forkserver._stop()
+        mp_process.current_process()._config["tempdir"] = self._saved_tempdir
+        if self._saved_tempdir is None:
+            del mp_process.current_process()._config["tempdir"]
+        shutil.rmtree(self.server_dir, ignore_errors=True)
+        self.server_dir = None
 
     def spawn(self, name: str, target: Callable, args: tuple, log: str) -> BaseProcess:
         """Start ``name`` (again, if an earlier process of that name has exited and was reaped)."""
@@ -96,6 +174,7 @@ class ProcessGroup:
         # multiprocessing starts its resource tracker at the first spawn; start it first, so the
         # interpreter-wide tracker never carries this run's marker
         resource_tracker.ensure_running()
+        self._start_server_dir()
         previous = os.environ.get(RUN_ENV)
         os.environ[RUN_ENV] = self.run_id  # inherited by the child, never by anyone else
         # A terminal's Ctrl-C reaches the whole process group; a child spends seconds importing
@@ -118,15 +197,20 @@ class ProcessGroup:
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items()}
 
-    def wait(self, sockets: Iterable[zmq.Socket], timeout: float) -> None:
-        """Block until a socket is readable, a child exits, or ``timeout`` seconds pass."""
-        poller = zmq.Poller()
-        for sock in sockets:
-            poller.register(sock, zmq.POLLIN)
-        for name, proc in self.procs.items():
-            if name not in self.exited:
-                poller.register(proc.sentinel, zmq.POLLIN)
-        poller.poll(int(timeout * 1000))
+    def wait(self, sockets: Iterable[zmq.Socket], timeout: float) -> bool:
+        """Block until a socket is readable, a child exits, or ``timeout`` seconds pass; True if a
+        child may have exited (then :meth:`reap`). The poller is rebuilt only when the set of
+        watched processes changes: the runner wakes for every signal, so this stays cheap."""
+        key = (tuple(id(s) for s in sockets), tuple(n for n in self.procs if n not in self.exited))
+        if getattr(self, "_poller_key", None) != key:
+            self._poller, self._poller_key = zmq.Poller(), key
+            for sock in sockets:
+                self._poller.register(sock, zmq.POLLIN)
+            self._sentinels = {self.procs[n].sentinel for n in key[1]}
+            for fd in self._sentinels:
+                self._poller.register(fd, zmq.POLLIN)
+        ready = self._poller.poll(int(timeout * 1000))
+        return any(what in self._sentinels for what, _ in ready)
 
     def reap(self) -> list[tuple[str, int]]:
         """Children that exited since the last call, as (name, exit code)."""
@@ -166,3 +250,4 @@ class ProcessGroup:
         self.reap()
         for proc in self.procs.values():
             proc.close()
+        self._stop_server()

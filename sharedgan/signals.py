@@ -27,7 +27,8 @@ from typing import Callable, Iterable
 
 import zmq
 
-FRAME = struct.Struct("<16sBBhq4d")
+FRAME = struct.Struct("<16sBBhq6d")
+VALUES = 6  # floats a message carries
 POLL_SLICE_MS = 100
 
 
@@ -37,12 +38,12 @@ class Kind(enum.IntEnum):
     SAMPLE_READY = 2      # generator k → D, C: slot k holds round n's batch
     VALIDATION_READY = 3  # D or C → generator k: its validation of slot k for round n is written
     RELEASED = 4          # D or C → generator k: done reading slot k for round n; D's values[0] = 1 on the final round
-    FINAL = 5             # D → C: round n was the last one
+    FINAL = 5             # D → C (async: runner → generator): round n was (is) the last one
     ROUND_DONE = 6        # any role → runner: round n finished; values = losses (see engines.parallel)
     EVAL_READY = 7        # generator k → runner: fresh evaluation samples of round n are in slot k
     EVAL_RELEASED = 8     # runner → generator k: evaluation samples of round n were copied out
     CHECKPOINT_SAVED = 9  # any role → runner: its state at round n is on disk
-    STOP = 10             # runner → D: finish soon (D makes the round that starts next the final one)
+    STOP = 10             # runner → D (async: → every generator): finish soon (D makes the round that starts next the final one)
     ABORT = 11            # runner → every role: exit now, no checkpoint
     FINISHED = 12         # any role → runner, its last message: everything it had to say was sent before this
     DISMISSED = 13        # runner → role: FINISHED (and so all before it, one pipe keeps order) was processed
@@ -53,6 +54,12 @@ class Kind(enum.IntEnum):
     RESYNC_ACK = 18       # role → runner: dropped round n, waiting for BEGIN; values[0] = epoch
     WRITE_FAILED = 19     # role → runner: its checkpoint of round n could not be written; values[0] = errno
     TIMES = 20            # role → runner: seconds of round n spent computing, waiting, copying (values 0–2)
+    # the asynchronous engine (engines.asynchronous): the runner hands slots to free D and C replicas
+    SERVE = 21            # runner → a D or C process: validate slot k of round n (and update on it)
+    DONE = 22             # D or C process → runner: slot k of round n served; values = (loss, replica, compute, wait, copy seconds)
+    HALTED = 23           # generator k → runner, after a STOP: finished round n, starts no other without FINAL
+    SAVE = 24             # runner → D and C primaries: every generator saved round n and nothing is in flight; save it
+    END = 25              # runner → a D or C process: the run is over, finish
 
 
 class Role(enum.IntEnum):
@@ -88,7 +95,7 @@ class Message:
     role: Role
     slot: int
     round: int
-    values: tuple[float, float, float, float]
+    values: tuple[float, ...]
 
     def matches(self, kind: Kind, role: Role | None = None, slot: int | None = None, round: int | None = None) -> bool:
         return (self.kind == kind and (role is None or self.role == role)
@@ -97,7 +104,7 @@ class Message:
 
 def encode(token: bytes, kind: Kind, role: Role, slot: int, round: int, values: Iterable[float] = ()) -> bytes:
     vals = tuple(float(v) for v in values)
-    return FRAME.pack(token, kind, role, slot, round, *(vals + (0.0,) * (4 - len(vals))))
+    return FRAME.pack(token, kind, role, slot, round, *(vals + (0.0,) * (VALUES - len(vals))))
 
 
 def decode(token: bytes, frame: bytes) -> Message | None:

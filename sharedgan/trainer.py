@@ -194,8 +194,8 @@ def _train(config: TrainConfig, run_dir: Path, progress: bool, start: int, resto
             previous = None
         recorder.restore(previous, start - 1, float(manifest.get("train_seconds", 0.0)))
         log.info("resuming from %s", restore)
-    from .engines import parallel, sequential
-    engine = {"parallel": parallel, "sequential": sequential, "batched": sequential}[config.engine]
+    from .engines import asynchronous, parallel, sequential
+    engine = {"parallel": parallel, "sequential": sequential, "batched": sequential, "async": asynchronous}[config.engine]
     try:
         with StopSignals() as stop:
             try:

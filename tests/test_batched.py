@@ -65,3 +65,38 @@ def test_batched_trains_ring8(tmp_path):
     data = read_run_file(res.run_dir / "run.h5")
     assert res.rounds_completed == 30 and np.isfinite(data["loss/generator"]).all()
     assert np.isfinite(data["loss/classifier"]).all() and "time/discriminator/compute" in data
+
+
+def test_a_subset_of_slots_of_different_rounds_is_scored_and_stamped_alone():
+    """The async engine's step on the slots waiting: only those are scored and stamped, each with its round."""
+    cfg = TrainConfig(k=4, batch_size=16).validate()
+    buf, spec = _buffer(cfg)
+    buf.sample_round.copy_(torch.tensor([5, 6, 5, 7]))
+    disc = DiscriminatorRole(cfg, spec, dataset_of(cfg))
+    disc.validate_slots(buf, [(3, 7), (1, 6)])
+    together = buf.d_grad[[3, 1]].clone()
+    assert buf.d_round.tolist() == [-1, 6, -1, 7] and float(buf.d_grad[0].abs().sum()) == 0.0
+    disc.validate(buf, 3, 7)
+    disc.validate(buf, 1, 6)
+    assert torch.allclose(buf.d_grad[[3, 1]], together, atol=1e-7)
+    with pytest.raises(RuntimeError, match="slot 0 holds round 5, expected 6"):
+        disc.validate_slots(buf, [(0, 6)])
+
+
+def test_async_classifier_contrasts_only_the_batches_it_has_seen():
+    from sharedgan.roles.classifier import SampleCache
+    cfg = TrainConfig(k=3, batch_size=16, optimizer_classifier="sgd", lr_classifier=0.1, lr_decay="none").validate()
+    buf, spec = _buffer(cfg)
+    clf = ClassifierRole(cfg, spec)
+    cache = SampleCache(3, tuple(buf.sample.shape[1:]))
+    cache.take(buf, 0, 0)  # slot 0 seen earlier; slot 1 never
+    before = copy.deepcopy(clf.net)
+    logits = before(buf.sample.reshape(-1, 2)).reshape(3, 16, 3)
+    expected = classifier_loss(logits[0, :, 2], logits[2, :, 2])  # head 2: slot 0 "real", slot 2 "fake"
+    assert clf.serve_slots(buf, [(2, 0)], cache) == pytest.approx(float(expected.detach()), rel=1e-6)
+    assert buf.c_round.tolist() == [-1, -1, 0] and cache.seen.tolist() == [True, False, True]
+    first = ClassifierRole(cfg, spec)  # a process's very first slot: nothing to contrast, no step, still scored
+    untouched = copy.deepcopy(first.net.state_dict())
+    assert first.serve_slots(buf, [(1, 0)], SampleCache(3, tuple(buf.sample.shape[1:]))) == 0.0
+    assert all(torch.equal(untouched[n], t) for n, t in first.net.state_dict().items())
+    assert int(buf.c_round[1]) == 0

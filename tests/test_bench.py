@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sharedgan.bench import BenchPlan, cells, time_shares, time_to_quality
+from sharedgan.bench import BenchPlan, cells, engine_settings, time_shares, time_to_quality
 from test_battery import cli
 
 
@@ -33,12 +33,22 @@ def test_shares_and_speedups():
     assert plan.threads("parallel", 8) == 1 and plan.threads("sequential", 8) == 2
 
 
+def test_engines_carry_their_settings():
+    assert engine_settings("async:b8:r2:hogwild") == {"engine": "async", "serve_batch": 8, "d_replicas": 2,
+                                                       "c_replicas": 2, "replica_sync": "hogwild"}
+    assert engine_settings("async:d3:copy:s5") == {"engine": "async", "d_replicas": 3, "replica_sync": "copy", "sync_every": 5}
+    plan = BenchPlan([8], ["sequential", "async:r2"], cores=24, in_process_threads=1)
+    assert plan.processes("async:r2", 8) == 12 and plan.threads("async:r2", 8) == 2  # 24 cores over 12 processes
+    assert plan.processes("parallel", 8) == 10 and plan.threads("sequential", 8) == 1
+
+
 def test_a_tiny_study_end_to_end(tmp_path, leak_check):
     out = tmp_path / "b"
-    res = cli("bench", "--k", "2", "--rounds", "20", "--repeats", "1", "--eval-every", "10", "--out", str(out))
+    res = cli("bench", "--k", "2", "--rounds", "20", "--repeats", "1", "--eval-every", "10", "--out", str(out),
+              "--engines", "sequential,parallel,async:b2")
     assert res.returncode == 0, res.stderr
     table = res.stdout
-    assert "| sequential | 2 |" in table and "| parallel | 2 |" in table and "cores" in table
+    assert "| sequential | 2 |" in table and "| parallel | 2 |" in table and "| async:b2 | 2 |" in table and "cores" in table
     with h5py.File(out / "bench.h5") as f:
         for engine in ("sequential", "parallel"):
             assert f[f"{engine}/seconds_per_round"].shape == (1,) and f[f"{engine}/seconds_per_round"][0] > 0
@@ -51,7 +61,9 @@ def test_a_tiny_study_end_to_end(tmp_path, leak_check):
 @pytest.mark.parametrize("args, says", [
     (["--k", "2,x"], "--k must be a comma-separated list"),
     (["--engines", "parallel"], "--engines must include sequential"),
-    (["--engines", "sequential,warp"], "--engines: warp unknown"),
+    (["--engines", "sequential,warp"], "--engines: 'warp' unknown"),
+    (["--engines", "sequential,async:z3"], "'z3' is not a setting"),
+    (["--engines", "sequential,parallel:b4"], "--engines: 'parallel:b4' unknown"),
     (["--k", "0"], "--k must be an integer ≥ 1"),
 ])
 def test_bad_bench_options(tmp_path, args, says):

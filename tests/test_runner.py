@@ -13,14 +13,15 @@ from sharedgan.record import read_run_file
 LONG = TINY + ["--k", "3", "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "100000"]
 
 
-def test_killed_generator_ends_the_run_naming_it(launch, leak_check):
-    job = launch(*LONG)
+@pytest.mark.parametrize("engine, victim", [("parallel", "generator-1"), ("async", "classifier-1")])
+def test_killed_child_ends_the_run_naming_it(launch, leak_check, engine, victim):
+    job = launch(*LONG, "--engine", engine, *(["--c-replicas", "2"] if engine == "async" else []))
     job.wait_for_log("training started")
-    killed_at = job.signal("generator-1", signal.SIGKILL)
+    killed_at = job.signal(victim, signal.SIGKILL)
     code, _, err = job.finish()
     elapsed = time.monotonic() - killed_at
     assert code == 1
-    assert "generator-1" in err and "SIGKILL" in err and "logs/generator-1.log" in err
+    assert victim in err and "SIGKILL" in err and f"logs/{victim}.log" in err
     assert len(err.strip().splitlines()[-1]) < 300 and "Traceback" not in err
     assert elapsed < 5.0, f"the run took {elapsed:.1f} s to end after the kill"
     assert read_run_file(job.out / "run.h5")["attrs"]["status"] == "failed"
@@ -35,9 +36,9 @@ def test_role_traceback_lands_in_its_log(launch, leak_check, tmp_path):
 
 
 @pytest.mark.parametrize("sig, code, engine", [(signal.SIGINT, 130, "parallel"), (signal.SIGTERM, 143, "parallel"),
-                                               (signal.SIGINT, 130, "sequential")])
+                                               (signal.SIGINT, 130, "sequential"), (signal.SIGTERM, 143, "async")])
 def test_interrupt_stops_everyone_and_leaves_a_checkpoint(launch, leak_check, sig, code, engine):
-    job = launch(*LONG, "--engine", engine)
+    job = launch(*LONG, "--engine", engine, *(["--d-replicas", "2"] if engine == "async" else []))
     job.wait_for_log("training started")
     sent_at = job.signal("runner", sig)
     got, _, err = job.finish()
@@ -58,8 +59,8 @@ def test_interrupt_stops_everyone_and_leaves_a_checkpoint(launch, leak_check, si
 
 
 def test_ctrl_c_to_the_whole_group_during_start_up_stops_at_once(launch, leak_check):
-    job = launch(*LONG)
-    job.wait_for_log("spawned")  # children are still importing torch
+    job = launch(*LONG, "--generator-factory", "user_models:slow_to_build_generator")
+    job.wait_for_log("spawned")  # the generators are still building their models
     sent_at = job.interrupt_group()
     code, _, err = job.finish()
     assert code == 130 and "before any round" in err

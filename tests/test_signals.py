@@ -25,15 +25,16 @@ def plane():
 
 def test_round_trip_and_fixed_size():
     frame = encode(TOKEN, Kind.ROUND_DONE, Role.GENERATOR, 2, 77, (1.5, 0.25))
-    assert len(frame) == FRAME.size == 60
+    assert len(frame) == FRAME.size == 76  # token 16, kind, role, slot 2, round 8, six float64 values
     msg = decode(TOKEN, frame)
-    assert (msg.kind, msg.role, msg.slot, msg.round, msg.values) == (Kind.ROUND_DONE, Role.GENERATOR, 2, 77, (1.5, 0.25, 0.0, 0.0))
+    assert (msg.kind, msg.role, msg.slot, msg.round, msg.values) == (Kind.ROUND_DONE, Role.GENERATOR, 2, 77,
+                                                                     (1.5, 0.25, 0.0, 0.0, 0.0, 0.0))
 
 
 def test_wrong_token_size_or_kind_is_dropped():
     assert decode(b"x" * 16, encode(TOKEN, Kind.READY, Role.RUNNER, 0, 0)) is None
     assert decode(TOKEN, encode(TOKEN, Kind.READY, Role.RUNNER, 0, 0) + b"!") is None
-    assert decode(TOKEN, FRAME.pack(TOKEN, 99, 0, 0, 0, 0, 0, 0, 0)) is None
+    assert decode(TOKEN, FRAME.pack(TOKEN, 99, 0, 0, 0, *[0.0] * 6)) is None
 
 
 def test_rogue_frames_are_counted_not_delivered(plane):

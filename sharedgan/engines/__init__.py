@@ -10,6 +10,10 @@
   takes one step on the sum of its K head losses (Algorithm 1: K steps, each followed by scoring
   its slot). Where D or C has batch norm (the DCGAN models) one pass over K·m samples also
   normalises across slots. With K = 1 it is the sequential engine exactly.
+* ``async``: one process per generator plus R D and R C processes (replicas) that serve slots as
+  they arrive, dispatched by the runner (see engines.asynchronous); not deterministic. With
+  ``--serve-batch B`` > 1 a D or C process takes up to B waiting slots in one step, which departs
+  from Algorithm 1 as ``batched`` does.
 """
 from __future__ import annotations
 

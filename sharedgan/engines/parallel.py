@@ -43,7 +43,12 @@ EXIT_GRACE = 5.0  # seconds a role that said FINISHED gets to exit (its sockets 
 
 
 def _sender(msg: Message) -> str:
-    return f"generator-{msg.slot}" if msg.role == Role.GENERATOR else msg.role.name.lower()
+    """The process that sent ``msg``. D and C processes put their replica number in ``slot``
+    (−1 or 0: the primary) on every message to the runner except DONE, which names the slot served."""
+    if msg.role == Role.GENERATOR:
+        return f"generator-{msg.slot}"
+    replica = int(msg.values[1]) if msg.kind == Kind.DONE else msg.slot
+    return msg.role.name.lower() + (f"-{replica}" if replica > 0 else "")
 
 
 class Supervisor:
@@ -62,7 +67,8 @@ class Supervisor:
         self.context = zmq.Context()
         self.inbox: Mailbox | None = None
         self.outbox: Outbox | None = None
-        self.roles = config.roles
+        self.roles = config.roles  # what checkpoints: generators, D, C
+        self.processes = config.processes  # every child: the roles and (engine async) D and C replicas
         self.failure: RoleFailed | None = None
         self.last_round = start - 1
         self.ready: set[str] = set()
@@ -81,24 +87,30 @@ class Supervisor:
     # ---- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, restore: Path | None) -> None:
         args = (name, self.config.to_json(), str(self.run_dir), self.buf.handle(), self.endpoints.spec(), self.token,
-                os.getpid(), str(restore) if restore else None, self.epoch)
+                os.getpid(), str(restore) if restore else None, self.epoch, self.regions)
         self.group.spawn(name, role_main, args, str(log_path(self.run_dir, name)))
         self.last_seen[name] = time.monotonic()
         write_atomic(self.run_dir / "processes.json", json.dumps({"runner": os.getpid(), **self.group.pids()}, indent=2))
 
+    regions: dict = {}  # the parameter regions of replicated D and C (engine async)
+
     def _begin(self, round_index: int) -> None:
-        for name in self.roles:
+        for name in self.processes:
             self.outbox.send(name, Kind.BEGIN, -1, round_index, (self.epoch,))
         self.eval_ready.clear()  # evaluations of abandoned rounds are never completed
 
     # ---- messages ----------------------------------------------------------------------------
-    def _handle(self, msg: Message) -> None:
+    def _heard(self, msg: Message) -> str:
         name = _sender(msg)
         self.last_seen[name] = time.monotonic()
+        return name
+
+    def _handle(self, msg: Message) -> None:
+        name = self._heard(msg)
         kind, cfg = msg.kind, self.config
         if kind == Kind.READY:
             self.ready.add(name)
-            if self.resync is None and not self.begun and len(self.ready) == len(self.roles):
+            if self.resync is None and not self.begun and len(self.ready) == len(self.processes):
                 self.begun = True
                 self.recorder.start_training()
                 self._begin(self.start)
@@ -110,7 +122,7 @@ class Supervisor:
             self.last_round = max(self.last_round, msg.round)
             self._progress()
             if msg.role == Role.GENERATOR:
-                self.recorder.generator(msg.slot, msg.round, *msg.values)
+                self.recorder.generator(msg.slot, msg.round, *msg.values[:4])
             elif msg.role == Role.DISCRIMINATOR:
                 self.recorder.discriminator(msg.round, msg.values[0])
             else:
@@ -134,6 +146,7 @@ class Supervisor:
                                     {"fingerprint": checkpoint.fingerprint(cfg),
                                      "train_seconds": self.recorder.train_seconds()})
                 self.recorder.write()
+                self._checkpoint_complete(msg.round)
         elif kind == Kind.DIVERGED:
             self._fail(RoleFailed(name, None, self.group.logs[name],
                                   f"{name} diverged at round {msg.round}: NaN or Inf in its "
@@ -148,6 +161,13 @@ class Supervisor:
             self.finished.add(name)
             self.finished_at = time.monotonic()
             self.outbox.send(name, Kind.DISMISSED)
+
+    def _checkpoint_complete(self, round_index: int) -> None:
+        """Every role's state of ``round_index`` is on disk and the manifest written."""
+
+    def _send_stop(self) -> None:
+        self.outbox.send("discriminator", Kind.STOP)
+        log.info("stop requested; D makes the next round the last")
 
     def _progress(self) -> None:
         if self.stop_sent_at is not None:  # still making progress towards the final round
@@ -222,45 +242,47 @@ class Supervisor:
         cfg, group = self.config, self.group
         try:
             self.inbox = Mailbox(self.context, self.endpoints.address("runner"), self.token)
-            self.outbox = Outbox(self.context, self.token, Role.RUNNER, -1, self.endpoints, self.roles)
-            for name in self.roles:
+            self.outbox = Outbox(self.context, self.token, Role.RUNNER, -1, self.endpoints, self.processes)
+            for name in self.processes:
                 self._spawn(name, self.restore)
             log.info("spawned %s", ", ".join(f"{n} ({p})" for n, p in group.pids().items()))
             deadline = time.monotonic() + cfg.startup_timeout
-            while len(self.finished) < len(self.roles) or group.running():
-                group.wait([self.inbox.socket], 0.1)
+            next_check = 0.0
+            while len(self.finished) < len(self.processes) or group.running():
+                exited = group.wait([self.inbox.socket], 0.1)
                 self.inbox.drain()
                 for msg in self.inbox.pending:
                     self._handle(msg)
                 self.inbox.pending.clear()
-                for name, code in group.reap():
-                    if code != 0:
-                        self._lost(name, code)
-                if self.failure is not None:
-                    break
                 now = time.monotonic()
-                self._check_heartbeats(now)
+                if exited or now >= next_check:  # (heartbeats and exits of hung ones: a few times a second)
+                    next_check = now + 0.2
+                    for name, code in group.reap():
+                        if code != 0:
+                            self._lost(name, code)
+                    if self.failure is not None:
+                        break
+                    self._check_heartbeats(now)
                 self._check_resync(now)
                 if self.failure is not None:
                     break
                 if not self.begun and now > deadline:
-                    missing = ", ".join(sorted(set(self.roles) - self.ready))
+                    missing = ", ".join(sorted(set(self.processes) - self.ready))
                     self._fail(RoleFailed(missing, None, None, f"{missing} did not start within {cfg.startup_timeout:g} s"))
                     break
                 if self.stop.requested and not self.begun:
                     log.info("stop requested during start-up; no round ran, nothing to checkpoint")
                     break
                 if self.stop.requested and self.stop_sent_at is None:
-                    self.outbox.send("discriminator", Kind.STOP)
+                    self._send_stop()
                     self.stop_sent_at = now
-                    log.info("stop requested; D makes the next round the last")
                 if self.resync is not None and self.stop_sent_at is not None:
                     self.stop_sent_at = now  # a respawning role is still importing; the grace starts after it
                 if self.stop_sent_at is not None and now - self.stop_sent_at > STOP_GRACE:
                     self._fail(RoleFailed("roles", None, None,
                                           f"{', '.join(group.running())} did not stop within {STOP_GRACE:g} s"))
                     break
-                if len(self.finished) == len(self.roles) and now - self.finished_at > EXIT_GRACE:
+                if len(self.finished) == len(self.processes) and now - self.finished_at > EXIT_GRACE:
                     log.warning("%s finished but did not exit within %g s", ", ".join(group.running()), EXIT_GRACE)
                     break  # every report is in; the shutdown below ends the stragglers
                 if self.stop.hard:  # a second Ctrl-C: stop now; the last periodic checkpoint is what remains

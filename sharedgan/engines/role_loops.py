@@ -219,25 +219,38 @@ def _classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Link
     run_rounds(links, role, buf, one_round)
 
 
-def _build(name: str, config: TrainConfig, device: torch.device) -> tuple[RoleState, Callable, Role, int, list[str]]:
+def _build(name: str, config: TrainConfig, device: torch.device, regions: dict) -> tuple[RoleState, Callable, Role, int, list[str]]:
     """The role object, its loop, and whom it talks to."""
     generators = [f"generator-{j}" for j in range(config.k)]
     classifier = ["classifier"] if config.k > 1 else []
+    asynchronous = config.engine == "async"
+    from . import async_loops  # (it builds on this module's Links)
     if name.startswith("generator-"):
         k = int(name.split("-")[1])
-        return (GeneratorRole(config, model_spec(config), k, device), _generator, Role.GENERATOR, k,
-                ["runner", "discriminator"] + classifier)
-    if name == "discriminator":
+        role = GeneratorRole(config, model_spec(config), k, device)
+        if asynchronous:
+            return role, async_loops.generator_loop, Role.GENERATOR, k, ["runner"]
+        return role, _generator, Role.GENERATOR, k, ["runner", "discriminator"] + classifier
+    if name.startswith("discriminator"):
         dataset = dataset_of(config)
-        return (DiscriminatorRole(config, model_spec(config, dataset), dataset, device), _discriminator,
-                Role.DISCRIMINATOR, -1, ["runner"] + generators + classifier)
-    return ClassifierRole(config, model_spec(config), device), _classifier, Role.CLASSIFIER, -1, ["runner"] + generators
+        role, kind, loop, peers = (DiscriminatorRole(config, model_spec(config, dataset), dataset, device), Role.DISCRIMINATOR,
+                                   _discriminator, ["runner"] + generators + classifier)
+    else:
+        role, kind, loop, peers = ClassifierRole(config, model_spec(config), device), Role.CLASSIFIER, _classifier, ["runner"] + generators
+    if not asynchronous:
+        return role, loop, kind, -1, peers
+    replica, region = async_loops.build_server(name, config, role, regions.get(name.partition("-")[0]))
+
+    def serve(config, run_dir, buf, links, role):
+        async_loops.server_loop(config, run_dir, buf, links, role, replica, region)
+    return role, serve, kind, replica if replica else -1, ["runner"] + generators
 
 
 def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, endpoint_spec: tuple,
-              token: bytes, parent_pid: int, restore: str | None, epoch: int) -> None:
+              token: bytes, parent_pid: int, restore: str | None, epoch: int, regions: dict) -> None:
     """Entry point of every child process. ``restore``: a checkpoint to load this role's state
-    from; ``epoch``: the resync it joins (0 at the start of a run)."""
+    from (a replica loads its primary's); ``epoch``: the resync it joins (0 at the start of a run);
+    ``regions``: the parameter regions of replicated D and C (engine async), by role."""
     config = TrainConfig.from_dict(json.loads(config_json))
     watchdog = prepare_child(str(log_path(run_dir, name)), parent_pid, config.threads)
     log.info("%s started, pid %d%s", name, os.getpid(), f", restoring {restore}" if restore else "")
@@ -249,13 +262,13 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
         mailbox = Mailbox(context, endpoints.address(name), token, watchdog)
         device = devices.role_device(config, name)
         devices.prepare(config, device)
-        role, loop, kind, slot, peers = _build(name, config, device)
+        role, loop, kind, slot, peers = _build(name, config, device, regions)
         outbox = Outbox(context, token, kind, slot, endpoints, peers)
         links = Links(mailbox, outbox, config, watchdog)
         links.devices = (device, devices.buffer_device(config))
         links.epoch = epoch
         if restore:
-            state = checkpoint.load_role(Path(restore), name)
+            state = checkpoint.load_role(Path(restore), name if name in config.roles else name.partition("-")[0])
             role.load_state_dict(state)
             torch.set_rng_state(state["torch_rng"])
         buf = SlotBuffer.attach(buffer_handle)

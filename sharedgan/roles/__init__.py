@@ -90,9 +90,10 @@ class RoleState:
         finally:
             self.copy_seconds += time.perf_counter() - start
 
-    def set_round(self, round_index: int) -> None:
-        """Apply the round's learning rate (``--lr-decay``); cheap and idempotent."""
-        lr = getattr(self.config, f"lr_{self.lr_role}") * self.config.lr_factor(round_index)
+    def set_round(self, round_index: int, scale: float = 1.0) -> None:
+        """Apply the round's learning rate (``--lr-decay``), times ``scale`` (the async engine's
+        steps on several slots, ``--serve-lr-scaling``); cheap and idempotent."""
+        lr = getattr(self.config, f"lr_{self.lr_role}") * self.config.lr_factor(round_index) * scale
         for group in self.opt.param_groups:
             group["lr"] = lr
 

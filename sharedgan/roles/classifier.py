@@ -14,6 +14,23 @@ from ..models import ModelSpec
 from . import CPU, RoleState, check_finite, make_model, make_optimizer
 
 
+class SampleCache:
+    """C's private copy of every generator's latest batch (engine async): C contrasts slot k with
+    the others, and in the async engine their slots may be mid-write while C serves k."""
+
+    def __init__(self, num_slots: int, batch_shape: tuple[int, ...], device: torch.device = CPU):
+        self.samples = torch.zeros(num_slots, *batch_shape, device=device)
+        self.seen = torch.zeros(num_slots, dtype=torch.bool)
+
+    def take(self, buf: SlotBuffer, k: int, round_index: int) -> torch.Tensor:
+        """Copy slot k (round ``round_index``, which its generator keeps until C answers) in."""
+        if int(buf.sample_round[k]) != round_index:
+            raise RuntimeError(f"classifier: slot {k} holds round {int(buf.sample_round[k])}, expected {round_index}")
+        self.samples[k].copy_(buf.sample[k])
+        self.seen[k] = True
+        return self.samples
+
+
 class ClassifierRole(RoleState):
     lr_role = "classifier"
     name = "classifier"
@@ -53,34 +70,54 @@ class ClassifierRole(RoleState):
         return loss.item()
 
     def serve_all(self, buf: SlotBuffer, round_index: int) -> float:
-        """The batched variant (engine "batched"): one step on the sum of the K head losses from
-        one forward pass, then every slot's error from one more (Algorithm 1: K steps, each head
-        updated and its slot scored in turn). Returns the mean head loss."""
-        if not bool((buf.sample_round == round_index).all()):
-            raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
-        self.set_round(round_index)
+        """Engine "batched": :meth:`serve_slots` on all K slots of the round."""
+        return self.serve_slots(buf, [(k, round_index) for k in range(buf.num_slots)])
+
+    def serve_slots(self, buf: SlotBuffer, jobs: list[tuple[int, int]], cache: SampleCache | None = None,
+                    lr_scale: float = 1.0) -> float:
+        """Several slots at once (engine "batched": all K; engine async: the slots waiting): one
+        step on the sum of their heads' losses from one forward pass, then every slot's error from
+        one more (Algorithm 1: one step per head, each followed by scoring its slot). Returns the
+        mean head loss."""
         K, m = buf.num_slots, self.config.batch_size
-        heads = torch.arange(K, device=self.device)
-        logits = self.net(buf.sample.reshape(K * m, *buf.sample.shape[2:]).to(self.device)).reshape(K, m, K)
+        slots = [k for k, _ in jobs]
+        if cache is None:
+            for k, n in jobs:
+                if int(buf.sample_round[k]) != n:
+                    raise RuntimeError(f"classifier: slot {k} holds round {int(buf.sample_round[k])}, expected {n}")
+            samples, seen = buf.sample, torch.ones(K, dtype=torch.bool)
+        else:
+            with self.copying():
+                for k, n in jobs:
+                    samples = cache.take(buf, k, n)
+            seen = cache.seen.clone()
+        self.set_round(min(n for _, n in jobs), lr_scale)
+        heads = torch.arange(K)
+        logits = self.net(samples.reshape(K * m, *samples.shape[2:]).to(self.device)).reshape(K, m, K)
         losses = []
-        for k in range(K):
-            own = logits[:, :, k]  # head k on every slot: [K, m]
-            losses.append(classifier_loss(own[heads != k], own[k]))
-        loss = torch.stack(losses).sum()
-        check_finite(self.name, round_index, "its loss", loss.detach())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.step()
+        for k in slots:
+            others = (seen & (heads != k)).to(logits.device)
+            if bool(others.any()):  # (async: a process's very first slot has no others to contrast)
+                own = logits[:, :, k]  # head k on every slot: [K, m]
+                losses.append(classifier_loss(own[others], own[k]))
+        if losses:
+            loss = torch.stack(losses).sum()
+            check_finite(self.name, jobs[0][1], "its loss", loss.detach())
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.step()
 
         with self.copying():
-            x = buf.sample.to(self.device, copy=True).requires_grad_(True)
-        own = self.net(x.reshape(K * m, *x.shape[2:])).reshape(K, m, K)[heads, :, heads]  # slot k, head k: [K, m]
-        terms = torch.stack([generator_c_term(own[k]) for k in range(K)])
+            x = samples[slots].to(self.device, copy=True).requires_grad_(True)
+        index = torch.arange(len(slots), device=self.device)
+        own = self.net(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m, K)[index, :, torch.tensor(slots, device=self.device)]
+        terms = torch.stack([generator_c_term(own[i]) for i in range(len(slots))])
         grad = input_gradient(terms.sum(), x)
-        check_finite(self.name, round_index, "its gradient for the slots", grad)
+        check_finite(self.name, jobs[0][1], "its gradient for the slots", grad)
         with self.copying():
-            buf.c_grad.copy_(grad)
-            buf.c_score.copy_(own.detach())
-        buf.c_term.copy_(terms.detach().double())
-        buf.c_round.fill_(round_index)
-        return float(torch.stack(losses).detach().mean())
+            for i, (k, n) in enumerate(jobs):
+                buf.c_grad[k].copy_(grad[i])
+                buf.c_score[k].copy_(own[i].detach())
+                buf.c_term[k] = terms[i].item()
+                buf.c_round[k] = n
+        return float(torch.stack(losses).detach().mean()) if losses else 0.0

@@ -64,34 +64,45 @@ class DiscriminatorRole(RoleState):
         self._fake_logits = None
         return loss.item()
 
-    # ---- the batched variant (engine "batched"): not Algorithm 1, see engines/__init__ -------------
-    def validate_all(self, buf: SlotBuffer, round_index: int) -> None:
-        """Score all K slots in one forward pass with the D of the round's start and save every
-        slot's error (Algorithm 1 scores slot k with the D after k updates)."""
-        if not bool((buf.sample_round == round_index).all()):
-            raise RuntimeError(f"discriminator: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
-        K, m = buf.num_slots, self.config.batch_size
+    # ---- several slots in one step: engine "batched" (all K), engine async (the slots waiting) -------
+    # Not Algorithm 1, see engines/__init__: one forward pass scores the slots with one D, one step
+    # updates D on all of them (Algorithm 1: slot k is scored by the D after k updates, K steps).
+    def validate_slots(self, buf: SlotBuffer, jobs: list[tuple[int, int]]) -> None:
+        """Score the slots of ``jobs`` ((slot, round) pairs) in one forward pass and save each
+        slot's error."""
+        for k, n in jobs:
+            if int(buf.sample_round[k]) != n:
+                raise RuntimeError(f"discriminator: slot {k} holds round {int(buf.sample_round[k])}, expected {n}")
+        slots, m = [k for k, _ in jobs], self.config.batch_size
         with self.copying():
-            x = buf.sample.to(self.device, copy=True).requires_grad_(True)
-        logits = self.net(x.reshape(K * m, *x.shape[2:])).reshape(K, m)
-        terms = [generator_d_term(logits[k], self.config.threshold, self.config.generator_loss) for k in range(K)]
-        # slot k's samples appear in term k only, so the gradient of the sum is every slot's own error
+            x = buf.sample[slots].to(self.device, copy=True).requires_grad_(True)
+        logits = self.net(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m)
+        terms = [generator_d_term(logits[i], self.config.threshold, self.config.generator_loss) for i in range(len(slots))]
+        # slot i's samples appear in term i only, so the gradient of the sum is every slot's own error
         grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)
-        check_finite(self.name, round_index, "its gradient for the slots", grad)
+        check_finite(self.name, jobs[0][1], "its gradient for the slots", grad)
         with self.copying():
-            buf.d_grad.copy_(grad)
-            buf.d_score.copy_(logits.detach())
-        buf.d_term.copy_(torch.stack(terms).detach().double())
-        buf.d_round.fill_(round_index)
+            for i, (k, n) in enumerate(jobs):
+                buf.d_grad[k].copy_(grad[i])
+                buf.d_score[k].copy_(logits[i].detach())
+                buf.d_term[k] = terms[i].item()
+                buf.d_round[k] = n
         self._fake_logits = logits
 
+    def update_slots(self, jobs: list[tuple[int, int]], lr_scale: float = 1.0) -> float:
+        """One step on −J^D over the validated slots and the real batches Algorithm 1 would draw
+        for them (the learning rate of the earliest round, times ``lr_scale``)."""
+        self.set_round(min(n for _, n in jobs), lr_scale)
+        m = self.config.batch_size
+        return self._step(jobs[0][1], torch.cat([self.dataset.sample(m, stream(self.config.seed, "real", k, n))
+                                                 for k, n in jobs]))
+
+    def validate_all(self, buf: SlotBuffer, round_index: int) -> None:
+        """Engine "batched": all K slots of the round with the D of the round's start."""
+        self.validate_slots(buf, [(k, round_index) for k in range(buf.num_slots)])
+
     def update_all(self, round_index: int) -> float:
-        """One step on −J^D over all K fake batches and the same K real batches the sequential
-        engine draws (Algorithm 1 takes K steps, one per slot)."""
-        self.set_round(round_index)
-        K, m = self._fake_logits.shape
-        return self._step(round_index, torch.cat([self.dataset.sample(m, stream(self.config.seed, "real", k, round_index))
-                                                  for k in range(K)]))
+        return self.update_slots([(k, round_index) for k in range(self._fake_logits.shape[0])])
 
     def rejoin(self, buf: SlotBuffer, round_index: int) -> None:
         self._fake_logits = None

@@ -50,12 +50,26 @@ class GeneratorRole(RoleState):
             return 0.0
         gap = 0.0
         if self.schedule.kind in ("loss-gap", "combined") and round_index > 0:
-            parity = (round_index - 1) % 2
-            rounds = buf.gen_round[:, parity]
-            if not bool((rounds == round_index - 1).all()):
-                raise RuntimeError(f"{self.name}: slot stats hold rounds {rounds.tolist()}, expected {round_index - 1}")
-            gap = loss_gaps(buf.gen_loss[:, parity].tolist())[self.k]
+            if self.config.engine == "async":
+                gap = self._latest_gap(buf)
+            else:
+                parity = (round_index - 1) % 2
+                rounds = buf.gen_round[:, parity]
+                if not bool((rounds == round_index - 1).all()):
+                    raise RuntimeError(f"{self.name}: slot stats hold rounds {rounds.tolist()}, expected {round_index - 1}")
+                gap = loss_gaps(buf.gen_loss[:, parity].tolist())[self.k]
         return self.schedule(round_index, gap)
+
+    def _latest_gap(self, buf: SlotBuffer) -> float:
+        """Δ_k from each generator's newest published loss (engine async: every generator is at a
+        round of its own); generators that have published none yet are left out."""
+        rounds, losses = buf.gen_round.clone(), buf.gen_loss.clone()
+        newest = rounds.argmax(dim=1)
+        have = [j for j in range(self.config.k) if int(rounds[j, newest[j]]) >= 0]
+        if self.k not in have or len(have) < 2:
+            return 0.0
+        gaps = loss_gaps([float(losses[j, newest[j]]) for j in have])
+        return gaps[have.index(self.k)]
 
     def update(self, buf: SlotBuffer, round_index: int) -> tuple[float, float, float, float]:
         """Lines 11–13: back-propagate D's error plus β_k × C's error; return (J^{G_k}, β_k, D term, C term).

@@ -1,0 +1,176 @@
+"""The child side of the asynchronous engine (``--engine async``): no lock-step rounds.
+
+  generator k   write slot k ─SAMPLE_READY→ runner ... wait VALIDATION_READY from a D and a C
+                process, update ─ROUND_DONE→ runner, next round at once
+  runner        hands each ready slot to a *free* D process and a free C process (a FIFO queue
+                when all are busy, see engines.dispatch): ─SERVE(k, n)→
+  D process     validate slot k with its D as it is now ─VALIDATION_READY→ generator k, update on
+                it ─DONE→ runner (which makes the process free again)
+  C process     copy slot k into its cache of every generator's latest batch, update head k on
+                the cached others against it, score it ─VALIDATION_READY→ k ─DONE→ runner
+
+A generator may overwrite its slot as soon as both validations are in: D scores a private copy
+of the slot and C its cache, so neither reads the slot after it answered.
+
+Replicas (``--d-replicas R``, ``--c-replicas R``) keep in step through the buffer's parameter
+region (buffer.ParameterRegion): ``copy`` — the primary publishes every ``--sync-every`` of its
+steps and a replica loads the newest copy every ``--sync-every`` of its own; ``hogwild`` — every
+replica's parameters *are* the shared ones, each replica steps its own optimiser on them.
+
+Checkpoints are barriers: a generator that saved round n waits for BEGIN(n + 1); the runner asks
+the D and C primaries to SAVE(n) once every generator saved n and nothing is in flight. A STOP
+goes to every generator; each answers HALTED(n) after its current round and starts no other until
+the runner names the final round F = the largest n (FINAL(F)); those behind run up to F. D and C
+processes END when the final checkpoint is complete.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+from .. import checkpoint
+from ..buffer import ParameterRegion, SlotBuffer
+from ..config import TrainConfig
+from ..roles import RoleState
+from ..roles.classifier import SampleCache
+from ..roles.discriminator import DiscriminatorRole
+from ..roles.generator import GeneratorRole
+from ..signals import Kind, Role
+from . import checkpoint_due, eval_due
+from .role_loops import Links, run_rounds
+
+
+def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: GeneratorRole) -> None:
+    k, two = role.k, config.k > 1
+    last_eval: list[int] = []
+    stop_at: int | None = None  # the final round, once the runner named it
+
+    def stop_requested() -> bool:
+        links.mailbox.drain()
+        return links.mailbox.take(lambda m: m.matches(Kind.STOP, Role.RUNNER)) is not None
+
+    def halt(n: int) -> bool:
+        """Tell the runner this generator stopped after round n; wait for the final round. True if n is it."""
+        nonlocal stop_at
+        links.send("runner", Kind.HALTED, k, n)
+        stop_at = links.mailbox.wait_for(Kind.FINAL, Role.RUNNER, timeout=config.signal_timeout).round
+        return stop_at == n
+
+    def evaluate(n: int) -> None:
+        if last_eval:  # the runner copies the previous evaluation out before this one overwrites it
+            links.wait(Kind.EVAL_RELEASED, Role.RUNNER, k, last_eval.pop())
+        t0 = time.perf_counter()
+        role.write_eval(buf, n)
+        links.send("runner", Kind.EVAL_READY, k, n, (time.perf_counter() - t0,))
+        last_eval.append(n)
+
+    def one_round(n: int) -> bool:
+        if n == links.first_round:
+            last_eval.clear()
+        role.write_sample(buf, n)
+        links.send("runner", Kind.SAMPLE_READY, k, n)
+        links.wait(Kind.VALIDATION_READY, Role.DISCRIMINATOR, k, n)
+        if two:
+            links.wait(Kind.VALIDATION_READY, Role.CLASSIFIER, k, n)
+        links.send("runner", Kind.ROUND_DONE, k, n, role.update(buf, n))
+        final = n in (config.rounds - 1, stop_at)
+        if not final and stop_at is None and stop_requested():
+            final = halt(n)
+        evaluated = eval_due(config, n, final)
+        if evaluated:
+            evaluate(n)
+        if checkpoint_due(config, n, final):
+            checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
+            links.send("runner", Kind.CHECKPOINT_SAVED, k, n)
+            while not final:  # the barrier: D and C save round n too, then BEGIN(n + 1)
+                msg = links.mailbox.wait(lambda m: m.matches(Kind.BEGIN, Role.RUNNER, None, n + 1)
+                                         or (stop_at is None and m.matches(Kind.STOP, Role.RUNNER)),
+                                         f"BEGIN of round {n + 1}", config.signal_timeout)
+                if msg.kind == Kind.BEGIN:
+                    break
+                if halt(n):  # a stop during the barrier: everyone is here, so round n is the last
+                    final = True
+                    if not evaluated:
+                        evaluate(n)
+        return final
+
+    run_rounds(links, role, buf, one_round)
+
+
+def step_lr_scale(config: TrainConfig, slots: int) -> float:
+    """``--serve-lr-scaling``: the learning-rate factor of a D or C step on ``slots`` slots. A step
+    on g slots is one step on a g-times larger batch; with Adam its size barely grows with the batch,
+    so g single-slot steps move the parameters about √g times as far: sqrt makes up for that."""
+    return math.sqrt(slots) if config.serve_lr_scaling == "sqrt" else 1.0
+
+
+def server_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: RoleState,
+                replica: int, region: ParameterRegion | None) -> None:
+    """A D or C process: serve whatever slot the runner hands it, until END."""
+    primary = replica == 0
+
+    def lr_scale(jobs: list) -> float:
+        return step_lr_scale(config, len(jobs))
+
+    if isinstance(role, DiscriminatorRole):
+        def serve(jobs: list[tuple[int, int]]) -> float:
+            role.validate_slots(buf, jobs)
+            for k, n in jobs:
+                links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
+            return role.update_slots(jobs, lr_scale(jobs))
+    else:
+        cache = SampleCache(buf.num_slots, tuple(buf.sample.shape[1:]), buf.sample.device)
+
+        def serve(jobs: list[tuple[int, int]]) -> float:
+            loss = role.serve_slots(buf, jobs, cache, lr_scale(jobs))
+            for k, n in jobs:
+                links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
+            return loss
+
+    sync: Callable[[], object] | None = None
+    if region is not None and config.replica_sync == "copy":
+        sync = (lambda: region.publish(role.net)) if primary else (lambda: region.pull(role.net))
+    n0 = links.begin(links.epoch)
+    role.rejoin(buf, n0)
+    steps = 0
+
+    def from_runner(*kinds: Kind):
+        return lambda m: m.role == Role.RUNNER and m.kind in kinds
+
+    while True:
+        start, waited, copied = time.perf_counter(), links.mailbox.waited, role.copy_seconds
+        # an idle replica may wait as long as the generators keep the others busy: no timeout here
+        # (a hung peer is the runner's business: heartbeats)
+        msg = links.mailbox.wait(from_runner(Kind.SERVE, Kind.SAVE, Kind.END), "work from the runner", math.inf)
+        if msg.kind == Kind.END:
+            return
+        if msg.kind == Kind.SAVE:
+            checkpoint.save_role(run_dir, msg.round, role.name, role.state_dict(msg.round))
+            links.send("runner", Kind.CHECKPOINT_SAVED, links.outbox.slot, msg.round)
+            continue
+        jobs = [(msg.slot, msg.round)]
+        while len(jobs) < int(msg.values[0]):  # the rest of this step's slots, sent right behind
+            more = links.mailbox.wait(from_runner(Kind.SERVE), "the rest of a step", config.signal_timeout)
+            jobs.append((more.slot, more.round))
+        loss = serve(jobs)
+        steps += 1
+        if sync is not None and steps % config.sync_every == 0:
+            sync()
+        wait, copy = links.mailbox.waited - waited, role.copy_seconds - copied
+        compute = time.perf_counter() - start - wait - copy
+        for k, n in jobs:  # the step's seconds are shared out over its slots' rounds
+            links.send("runner", Kind.DONE, k, n, (loss, replica, compute / len(jobs), wait / len(jobs), copy / len(jobs)))
+
+
+def build_server(name: str, config: TrainConfig, role: RoleState, region_handle) -> tuple[int, ParameterRegion | None]:
+    """Name a replica's role after it and bind it to its parameter region (hogwild). Returns the
+    replica number and the region."""
+    base, _, index = name.partition("-")
+    replica = int(index) if index else 0
+    role.name = name
+    region = ParameterRegion.attach(region_handle) if region_handle is not None else None
+    if region is not None and config.replica_sync == "hogwild":
+        region.bind(role.net)
+    return replica, region
