@@ -159,7 +159,7 @@ class ParameterRegion:
         tensors = _state_tensors(net)
         total = sum(t.numel() for t in tensors)
         if total != values.numel():
-            raise ValueError(f"parameter region holds {self.values.numel()} values, the model has {total}")
+            raise ValueError(f"parameter region holds {values.numel()} values, the model has {total}")
         offsets = [0]
         for t in tensors:
             offsets.append(offsets[-1] + t.numel())
@@ -170,11 +170,17 @@ class ParameterRegion:
         for t, view in self._views(net):
             t.data = view
 
+    def _settle(self) -> None:
+        """On CUDA a copy runs after its launch returns: finish it before the counter says so."""
+        if self.values.is_cuda:
+            torch.cuda.synchronize(self.values.device)
+
     def publish(self, net: torch.nn.Module) -> None:
         self.version += 1  # odd: being written
         with torch.no_grad():
             for t, view in self._views(net):
                 view.copy_(t)
+        self._settle()
         self.version += 1
 
     def pull(self, net: torch.nn.Module) -> bool:
@@ -183,6 +189,7 @@ class ParameterRegion:
         if before % 2 or before == self.pulled:
             return False
         snapshot = self.values.clone()
+        self._settle()
         if int(self.version) != before:  # the primary began another copy meanwhile: skip this time
             return False
         with torch.no_grad():

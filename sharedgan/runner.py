@@ -23,7 +23,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from multiprocessing import forkserver, resource_tracker
 from multiprocessing import process as mp_process
@@ -72,11 +71,11 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
     # holder lives; let go of it, so that a dead runner takes the server down, and the server
     # (by PR_SET_PDEATHSIG) every child.
     alive_fd = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
-    if alive_fd is not None and os.getppid() != os.getpid():
+    if alive_fd is not None:
         os.close(alive_fd)
         forkserver._forkserver._forkserver_alive_fd = None
     parent = os.getppid()  # the runner (spawn) or the fork server
-    if parent == 1 or not _alive(runner_pid):  # it died before prctl took effect
+    if not _alive(runner_pid):  # it died before prctl took effect
         os._exit(3)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -119,12 +118,12 @@ PRELOAD = ["torch", "torch._dynamo", "zmq", "numpy", "sharedgan.engines.role_loo
 SERVER_DIR_PREFIX = "sharedgan-mp-"  # the private folder that holds the fork server's socket file
 
 
-def _remove_server_socket(server_pid: int = os.getpid(), runner_pid: int = os.getppid()) -> None:
-    """At exit of the fork server (it imports this module, so this is registered there) whose
-    runner died: remove its socket folder (after a normal run the runner does it). Children forked
-    from the server inherit the registration and skip it (another pid)."""
+def _remove_server_socket(server_pid: int = os.getpid()) -> None:
+    """At exit of a fork server (it imports this module, so this is registered there): remove its
+    socket folder, whether its runner stopped it or died. Children forked from the server inherit
+    the registration and skip it (another pid)."""
     address = getattr(forkserver._forkserver, "_forkserver_address", None)
-    if os.getpid() == server_pid and not _alive(runner_pid) and isinstance(address, str) \
+    if os.getpid() == server_pid and isinstance(address, str) \
             and os.path.basename(os.path.dirname(address)).startswith(SERVER_DIR_PREFIX):
         shutil.rmtree(os.path.dirname(address), ignore_errors=True)
 
@@ -144,25 +143,41 @@ class ProcessGroup:
         if start_method == "forkserver":
             self.context.set_forkserver_preload(PRELOAD)
 
-    def _start_server_dir(self) -> None:
-        """multiprocessing puts the fork server's socket file in the process's temporary folder,
-        which it removes only when this process exits: give it one of ours for this run."""
-        if self.start_method == "forkserver" and self.server_dir is None:
-            self.server_dir = tempfile.mkdtemp(prefix=SERVER_DIR_PREFIX)
-            self._saved_tempdir = mp_process.current_process()._config.get("tempdir")
-            mp_process.current_process()._config["tempdir"] = self.server_dir
+    def _start_server(self) -> None:
+        """Before the first child: a fork server of this run's own. multiprocessing puts its socket
+        file in the process's temporary folder, removed only when this process exits: give it one
+        of ours for the run. If this process already runs a fork server (a user's pool), it is not
+        ours to stop: this run spawns its children instead."""
+        if self.start_method != "forkserver" or self.server_dir is not None:
+            return
+        if forkserver._forkserver._forkserver_pid is not None:
+            self.start_method, self.context = "spawn", mp.get_context("spawn")
+            return
+        self.server_dir = tempfile.mkdtemp(prefix=SERVER_DIR_PREFIX)
+        config = mp_process.current_process()._config
+        self._saved_tempdir = config.get("tempdir")
+        config["tempdir"] = self.server_dir
+        forkserver.ensure_running()
 
     def _stop_server(self) -> None:
+        """The server carries this run's marker and would outlive the run in a long-lived process
+        (a notebook, a test session): stop it (as ForkServer._stop does: close its pipe, reap it)
+        and remove its folder; the next run starts its own."""
         if self.server_dir is None:
             return
-        # the server carries this run's marker and would outlive the run in a long-lived process
-        # (a notebook, a test session); the next run starts its own
-        forkserver._forkserver._stop()
-        mp_process.current_process()._config["tempdir"] = self._saved_tempdir
-        if self._saved_tempdir is None:
-            del mp_process.current_process()._config["tempdir"]
-        shutil.rmtree(self.server_dir, ignore_errors=True)
-        self.server_dir = None
+        server = forkserver._forkserver
+        try:
+            if server._forkserver_pid is not None:
+                os.close(server._forkserver_alive_fd)
+                os.waitpid(server._forkserver_pid, 0)
+        finally:
+            server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
+            config = mp_process.current_process()._config
+            config["tempdir"] = self._saved_tempdir
+            if self._saved_tempdir is None:
+                del config["tempdir"]
+            shutil.rmtree(self.server_dir, ignore_errors=True)  # (the server removes it too, on its way out)
+            self.server_dir = None
 
     def spawn(self, name: str, target: Callable, args: tuple, log: str) -> BaseProcess:
         """Start ``name`` (again, if an earlier process of that name has exited and was reaped)."""
@@ -174,19 +189,18 @@ class ProcessGroup:
         # multiprocessing starts its resource tracker at the first spawn; start it first, so the
         # interpreter-wide tracker never carries this run's marker
         resource_tracker.ensure_running()
-        self._start_server_dir()
         previous = os.environ.get(RUN_ENV)
-        os.environ[RUN_ENV] = self.run_id  # inherited by the child, never by anyone else
-        # A terminal's Ctrl-C reaches the whole process group; a child spends seconds importing
-        # torch before prepare_child runs, so it must inherit an ignored SIGINT (kept across exec).
-        main = threading.current_thread() is threading.main_thread()
-        old_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        os.environ[RUN_ENV] = self.run_id  # inherited by the child (and the fork server), never by anyone else
+        # A terminal's Ctrl-C reaches the whole process group. The fork server and every child
+        # start with SIGINT *blocked* (the mask survives fork and exec; prepare_child then ignores
+        # it), while a Ctrl-C to the runner in this window is only held back, not lost.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
+            self._start_server()
             proc = self.context.Process(target=target, args=args, name=name, daemon=True)
             proc.start()
         finally:
-            if main:
-                signal.signal(signal.SIGINT, old_sigint)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             if previous is None:
                 os.environ.pop(RUN_ENV, None)
             else:
@@ -201,12 +215,13 @@ class ProcessGroup:
         """Block until a socket is readable, a child exits, or ``timeout`` seconds pass; True if a
         child may have exited (then :meth:`reap`). The poller is rebuilt only when the set of
         watched processes changes: the runner wakes for every signal, so this stays cheap."""
-        key = (tuple(id(s) for s in sockets), tuple(n for n in self.procs if n not in self.exited))
+        running = [p for n, p in self.procs.items() if n not in self.exited]
+        key = (tuple(id(s) for s in sockets), tuple(id(p) for p in running))  # (a respawn is a new object)
         if getattr(self, "_poller_key", None) != key:
             self._poller, self._poller_key = zmq.Poller(), key
             for sock in sockets:
                 self._poller.register(sock, zmq.POLLIN)
-            self._sentinels = {self.procs[n].sentinel for n in key[1]}
+            self._sentinels = {p.sentinel for p in running}
             for fd in self._sentinels:
                 self._poller.register(fd, zmq.POLLIN)
         ready = self._poller.poll(int(timeout * 1000))
@@ -248,6 +263,8 @@ class ProcessGroup:
         for proc in self.procs.values():
             proc.join()
         self.reap()
-        for proc in self.procs.values():
-            proc.close()
-        self._stop_server()
+        try:
+            for proc in self.procs.values():
+                proc.close()
+        finally:
+            self._stop_server()

@@ -1,5 +1,6 @@
 """The asynchronous engine: its dispatcher, the replicas' parameter region, and whole runs."""
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -189,3 +190,17 @@ def test_a_stop_at_a_checkpoint_barrier_ends_on_one_round_and_resumes(launch, le
     code, _, err = again.finish(120)
     assert code == 0, err
     assert read_run_file(job.out / "run.h5")["attrs"]["rounds_completed"] == 60
+
+
+def test_a_stop_while_generators_wait_on_evaluations_ends_cleanly(launch, leak_check):
+    """Evaluating every round, a generator ahead waits for the others' evaluations when the stop
+    comes: it must answer the stop from that wait, or the run cannot agree on a final round."""
+    args = ["--k", "3", "--batch-size", "32", "--hidden", "16", "--eval-samples", "100", "--quiet", "--engine", "async",
+            "--serve-batch", "2", "--rounds", "100000", "--eval-every", "1", "--checkpoint-every", "100000"]
+    job = launch(*args)
+    job.wait_for_log("training started")
+    job.signal("runner", signal.SIGTERM)
+    code, _, err = job.finish(60)
+    assert code == 143, err
+    ckpt = checkpoint.latest(job.out)
+    assert len({torch.load(p, weights_only=True)["round"] for p in ckpt.glob("*.pt")}) == 1

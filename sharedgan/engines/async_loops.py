@@ -3,7 +3,7 @@
   generator k   write slot k ─SAMPLE_READY→ runner ... wait VALIDATION_READY from a D and a C
                 process, update ─ROUND_DONE→ runner, next round at once
   runner        hands each ready slot to a *free* D process and a free C process (a FIFO queue
-                when all are busy, see engines.dispatch): ─SERVE(k, n)→
+                when all are busy, see asynchronous.Dispatcher): ─SERVE(k, n)→
   D process     validate slot k with its D as it is now ─VALIDATION_READY→ generator k, update on
                 it ─DONE→ runner (which makes the process free again)
   C process     copy slot k into its cache of every generator's latest batch, update head k on
@@ -47,20 +47,34 @@ def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
     last_eval: list[int] = []
     stop_at: int | None = None  # the final round, once the runner named it
 
-    def stop_requested() -> bool:
-        links.mailbox.drain()
-        return links.mailbox.take(lambda m: m.matches(Kind.STOP, Role.RUNNER)) is not None
+    def from_runner(kind: Kind, round_index: int | None = None):
+        return lambda m: m.matches(kind, Role.RUNNER, None, round_index)
 
-    def halt(n: int) -> bool:
-        """Tell the runner this generator stopped after round n; wait for the final round. True if n is it."""
+    def halt(n: int) -> None:
+        """Tell the runner this generator stopped after round n; wait for it to name the final round."""
         nonlocal stop_at
         links.send("runner", Kind.HALTED, k, n)
-        stop_at = links.mailbox.wait_for(Kind.FINAL, Role.RUNNER, timeout=config.signal_timeout).round
-        return stop_at == n
+        stop_at = links.mailbox.wait(from_runner(Kind.FINAL), "the final round", math.inf).round
+
+    def wait_or_halt(wanted, what: str, n: int, halted=lambda: False) -> None:
+        """Every wait after round n's update: a STOP that arrives meanwhile is answered at once
+        (the runner names the final round only when every generator answered, and a generator
+        ahead may be waiting here for one behind); ``halted``: whether that ends the wait. No
+        timeout: the leaders wait for the laggards, however slow; a hung peer is the runner's
+        business (heartbeats)."""
+        while True:
+            msg = links.mailbox.wait(lambda m: wanted(m) or (stop_at is None and m.matches(Kind.STOP, Role.RUNNER)),
+                                     what, math.inf)
+            if msg.kind != Kind.STOP:
+                return
+            halt(n)
+            if halted():
+                return
 
     def evaluate(n: int) -> None:
         if last_eval:  # the runner copies the previous evaluation out before this one overwrites it
-            links.wait(Kind.EVAL_RELEASED, Role.RUNNER, k, last_eval.pop())
+            previous = last_eval.pop()
+            wait_or_halt(lambda m: m.matches(Kind.EVAL_RELEASED, Role.RUNNER, k, previous), "EVAL_RELEASED", n)
         t0 = time.perf_counter()
         role.write_eval(buf, n)
         links.send("runner", Kind.EVAL_READY, k, n, (time.perf_counter() - t0,))
@@ -75,22 +89,24 @@ def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
         if two:
             links.wait(Kind.VALIDATION_READY, Role.CLASSIFIER, k, n)
         links.send("runner", Kind.ROUND_DONE, k, n, role.update(buf, n))
-        final = n in (config.rounds - 1, stop_at)
-        if not final and stop_at is None and stop_requested():
-            final = halt(n)
-        evaluated = eval_due(config, n, final)
+        links.mailbox.drain()
+        if stop_at is None and links.mailbox.take(from_runner(Kind.STOP)) is not None:
+            halt(n)
+        evaluated = eval_due(config, n, n in (config.rounds - 1, stop_at))
         if evaluated:
+            evaluate(n)  # (a stop may be answered in there)
+        final = n in (config.rounds - 1, stop_at)
+        if final and not evaluated:
             evaluate(n)
         if checkpoint_due(config, n, final):
             checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
             links.send("runner", Kind.CHECKPOINT_SAVED, k, n)
-            while not final:  # the barrier: D and C save round n too, then BEGIN(n + 1)
-                msg = links.mailbox.wait(lambda m: m.matches(Kind.BEGIN, Role.RUNNER, None, n + 1)
-                                         or (stop_at is None and m.matches(Kind.STOP, Role.RUNNER)),
-                                         f"BEGIN of round {n + 1}", config.signal_timeout)
-                if msg.kind == Kind.BEGIN:
-                    break
-                if halt(n):  # a stop during the barrier: everyone is here, so round n is the last
+            if not final:  # the barrier: D and C save round n too, then BEGIN(n + 1)
+                running = stop_at is None
+                wait_or_halt(from_runner(Kind.BEGIN, n + 1), f"BEGIN of round {n + 1}", n, lambda: stop_at is not None)
+                if running and stop_at is not None:  # a stop during the barrier (no BEGIN follows a STOP):
+                    if stop_at != n:  # every generator is at round n or before it, so n is the last
+                        raise RuntimeError(f"{role.name}: final round {stop_at} lies past the barrier at round {n}")
                     final = True
                     if not evaluated:
                         evaluate(n)

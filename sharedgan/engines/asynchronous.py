@@ -115,6 +115,7 @@ class AsyncSupervisor(Supervisor):
             self._progress()
             self._send_saves()
         elif kind == Kind.HALTED:
+            self._heard(msg)
             self.halted[msg.slot] = msg.round
             self._decide_final()
         elif kind == Kind.CHECKPOINT_SAVED:

@@ -114,7 +114,7 @@ class Supervisor:
                 self.begun = True
                 self.recorder.start_training()
                 self._begin(self.start)
-                log.info("all %d roles ready, training started at round %d", len(self.roles), self.start)
+                log.info("all %d processes ready, training started at round %d", len(self.processes), self.start)
         elif kind == Kind.RESYNC_ACK:
             if self.resync is not None and int(msg.values[0]) == self.epoch:
                 self.resync["acks"][name] = msg.round
@@ -180,6 +180,8 @@ class Supervisor:
     # ---- failures: end the run, or respawn -----------------------------------------------------
     def _lost(self, name: str, code: int) -> None:
         """A child exited badly (or was killed because it hung)."""
+        if code in (EXIT_DIVERGED, EXIT_WRITE_FAILED) and self.failure is None:
+            self._hear_last_words()
         self.ready.discard(name)
         detail = self.hung.pop(name, "") or f"{name} {describe_exit(code)}"
         failure = RoleFailed(name, code, self.group.logs[name], detail)
@@ -205,6 +207,17 @@ class Supervisor:
             self.outbox.send(r, Kind.RESYNC, -1, self.epoch)
         self.resync = {"role": name, "acks": {}, "deadline": time.monotonic() + cfg.startup_timeout}
         self._spawn(name, source)
+
+    def _hear_last_words(self, grace: float = 2.0) -> None:
+        """A role that exits with these codes sent why (DIVERGED, WRITE_FAILED) just before; its
+        exit can be seen before that signal is read: read on a moment, so the error names the cause."""
+        deadline = time.monotonic() + grace
+        while self.failure is None and time.monotonic() < deadline:
+            if self.inbox.socket.poll(50, zmq.POLLIN):
+                self.inbox.drain()
+                pending, self.inbox.pending = self.inbox.pending, []
+                for msg in pending:
+                    self._handle(msg)
 
     def _check_resync(self, now: float) -> None:
         rs = self.resync
