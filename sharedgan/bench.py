@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from .checkpoint import write_atomic
-from .config import ConfigError, TrainConfig
+from .config import ENGINES, REPLICA_SYNCS, ConfigError, TrainConfig
 from .record import read_run_file
 
 IN_PROCESS = ("sequential", "batched")  # one process: it gets every core
@@ -72,7 +72,6 @@ def engine_settings(spec: str) -> dict:
     """An engine of the study and its settings: ``async:b8:r2:hogwild`` is the async engine with
     --serve-batch 8, 2 D and 2 C replicas (r; or d2, c2 apart), --replica-sync hogwild (or copy,
     with s10 for --sync-every 10)."""
-    from .config import ENGINES, REPLICA_SYNCS
     engine, *tags = spec.split(":")
     if engine not in ENGINES or (tags and engine != "async"):
         raise ConfigError(f"--engines: {spec!r} unknown; choose from {', '.join(ENGINES)} (async may carry "

@@ -7,7 +7,7 @@
   stopped when the run's processes are gone (and dies by itself if the runner does).
 * A child dies with the run (PR_SET_PDEATHSIG kills it when its parent, the fork server, exits,
   which the server does the moment the runner's end of its pipe closes; plus a watchdog in every
-  wait that looks at the parent and the runner),
+  wait that notices a new parent),
   ignores SIGINT (Ctrl-C reaches the runner, which stops everyone in order), and writes its
   stdout, stderr and any traceback to its own log file.
 * The runner waits on process sentinels and its ZeroMQ inbox in one poll. On the first failure it
@@ -75,7 +75,7 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
         os.close(alive_fd)
         forkserver._forkserver._forkserver_alive_fd = None
     parent = os.getppid()  # the runner (spawn) or the fork server
-    if not _alive(runner_pid):  # it died before prctl took effect
+    if not _alive(runner_pid):  # it died before prctl took effect (or before the server saw it go)
         os._exit(3)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -88,8 +88,8 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
                         format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     torch.set_num_threads(threads)
 
-    def watchdog() -> None:
-        if os.getppid() != parent or not _alive(runner_pid):
+    def watchdog() -> None:  # (on every poll slice: one cheap system call; a fork server dies with its runner)
+        if os.getppid() != parent:
             os._exit(3)
 
     return watchdog
@@ -140,6 +140,7 @@ class ProcessGroup:
         self.logs: dict[str, str] = {}
         self.exited: dict[str, int] = {}
         self.server_dir: str | None = None
+        self._poller_key: tuple | None = None
         if start_method == "forkserver":
             self.context.set_forkserver_preload(PRELOAD)
 
@@ -217,7 +218,7 @@ class ProcessGroup:
         watched processes changes: the runner wakes for every signal, so this stays cheap."""
         running = [p for n, p in self.procs.items() if n not in self.exited]
         key = (tuple(id(s) for s in sockets), tuple(id(p) for p in running))  # (a respawn is a new object)
-        if getattr(self, "_poller_key", None) != key:
+        if self._poller_key != key:
             self._poller, self._poller_key = zmq.Poller(), key
             for sock in sockets:
                 self._poller.register(sock, zmq.POLLIN)

@@ -56,7 +56,7 @@ class Kind(enum.IntEnum):
     TIMES = 20            # role → runner: seconds of round n spent computing, waiting, copying (values 0–2)
     # the asynchronous engine (engines.asynchronous): the runner hands slots to free D and C replicas
     SERVE = 21            # runner → a D or C process: validate slot k of round n (and update on it)
-    DONE = 22             # D or C process → runner: slot k of round n served; values = (loss, replica, compute, wait, copy seconds)
+    DONE = 22             # D or C replica r (slot = r) → runner: a slot of round n served; values = (k, loss, compute, wait, copy seconds)
     HALTED = 23           # generator k → runner, after a STOP: finished round n, starts no other without FINAL
     SAVE = 24             # runner → D and C primaries: every generator saved round n and nothing is in flight; save it
     END = 25              # runner → a D or C process: the run is over, finish

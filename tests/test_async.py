@@ -141,9 +141,9 @@ def test_async_run_with_replicas_trains_checkpoints_and_records(tmp_path, leak_c
     assert served["served/discriminator"] + served["served/discriminator-1"] == 3 * 40
 
 
-def test_an_async_checkpoint_resumes_in_other_engines(tmp_path):
+def test_an_async_checkpoint_resumes_in_every_engine(tmp_path):
     first = train(TrainConfig(out=str(tmp_path / "run"), **{**BASE, "rounds": 30}))
-    for engine in ("async", "parallel"):
+    for engine in ("async", "parallel", "sequential"):
         copy = tmp_path / engine
         shutil.copytree(first.run_dir, copy)
         shutil.rmtree(copy / "checkpoints" / "round-0000029")  # as if it had stopped after round 19

@@ -177,7 +177,8 @@ def server_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Link
         wait, copy = links.mailbox.waited - waited, role.copy_seconds - copied
         compute = time.perf_counter() - start - wait - copy
         for k, n in jobs:  # the step's seconds are shared out over its slots' rounds
-            links.send("runner", Kind.DONE, k, n, (loss, replica, compute / len(jobs), wait / len(jobs), copy / len(jobs)))
+            links.send("runner", Kind.DONE, links.outbox.slot, n,
+                       (k, loss, compute / len(jobs), wait / len(jobs), copy / len(jobs)))
 
 
 def build_server(name: str, config: TrainConfig, role: RoleState, region_handle) -> tuple[int, ParameterRegion | None]:

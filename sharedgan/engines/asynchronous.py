@@ -86,10 +86,9 @@ class AsyncSupervisor(Supervisor):
             if count > 1:
                 net = make_model(config, name, spec)  # the initial values; the primary overwrites them on resume
                 self._regions[name] = ParameterRegion.for_model(net, devices.role_device(config, name))
-        self.regions = {name: region.handle() for name, region in self._regions.items()}
+        self.regions.update({name: region.handle() for name, region in self._regions.items()})
         self.servers = [p for p in self.processes if not p.startswith("generator-")]
-        self.served: dict[Role, dict[int, list[float]]] = {role: {} for role in self.dispatch}
-        self.generators_saved: dict[int, int] = {}
+        self.losses: dict[Role, dict[int, list[float]]] = {role: {} for role in self.dispatch}  # by round, until all K are in
         self.save_due: list[int] = []  # rounds every generator saved; SAVE goes out when nothing is in flight
         self.complete: set[int] = set()  # rounds whose checkpoint is finalized
         self.halted: dict[int, int] = {}
@@ -104,12 +103,13 @@ class AsyncSupervisor(Supervisor):
         elif kind == Kind.DONE:
             server = self._heard(msg)
             self.recorder.served[server] = self.recorder.served.get(server, 0) + 1
-            self._serve(self.dispatch[msg.role].done(server, msg.slot))
-            self.recorder.times(msg.role.name.lower(), -1, msg.round, *msg.values[2:5], add=True)
-            losses = self.served[msg.role].setdefault(msg.round, [])
-            losses.append(msg.values[0])
+            slot, loss, *seconds = msg.values[:5]
+            self._serve(self.dispatch[msg.role].done(server, int(slot)))
+            self.recorder.times(msg.role.name.lower(), -1, msg.round, *seconds, add=True)
+            losses = self.losses[msg.role].setdefault(msg.round, [])
+            losses.append(loss)
             if len(losses) == self.config.k:
-                del self.served[msg.role][msg.round]
+                del self.losses[msg.role][msg.round]
                 record = self.recorder.discriminator if msg.role == Role.DISCRIMINATOR else self.recorder.classifier
                 record(msg.round, sum(losses) / len(losses))
             self._progress()
@@ -120,12 +120,10 @@ class AsyncSupervisor(Supervisor):
             self._decide_final()
         elif kind == Kind.CHECKPOINT_SAVED:
             super()._handle(msg)
-            if msg.role == Role.GENERATOR:
-                count = self.generators_saved[msg.round] = self.generators_saved.get(msg.round, 0) + 1
-                if count == self.config.k:
-                    del self.generators_saved[msg.round]
-                    self.save_due.append(msg.round)
-                    self._send_saves()
+            # D and C save a round only when told to, after every generator saved it
+            if msg.role == Role.GENERATOR and self.saved[msg.round] == self.config.k:
+                self.save_due.append(msg.round)
+                self._send_saves()
         elif kind == Kind.FINISHED and msg.role == Role.GENERATOR:
             super()._handle(msg)
             self._decide_final()

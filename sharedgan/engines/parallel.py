@@ -43,12 +43,11 @@ EXIT_GRACE = 5.0  # seconds a role that said FINISHED gets to exit (its sockets 
 
 
 def _sender(msg: Message) -> str:
-    """The process that sent ``msg``. D and C processes put their replica number in ``slot``
-    (−1 or 0: the primary) on every message to the runner except DONE, which names the slot served."""
+    """The process that sent ``msg``: generators put their k in ``slot``, D and C processes their
+    replica number (−1 or 0: the primary) on every message to the runner."""
     if msg.role == Role.GENERATOR:
         return f"generator-{msg.slot}"
-    replica = int(msg.values[1]) if msg.kind == Kind.DONE else msg.slot
-    return msg.role.name.lower() + (f"-{replica}" if replica > 0 else "")
+    return msg.role.name.lower() + (f"-{msg.slot}" if msg.slot > 0 else "")
 
 
 class Supervisor:
@@ -69,6 +68,7 @@ class Supervisor:
         self.outbox: Outbox | None = None
         self.roles = config.roles  # what checkpoints: generators, D, C
         self.processes = config.processes  # every child: the roles and (engine async) D and C replicas
+        self.regions: dict = {}  # the parameter regions of replicated D and C (engine async)
         self.failure: RoleFailed | None = None
         self.last_round = start - 1
         self.ready: set[str] = set()
@@ -91,8 +91,6 @@ class Supervisor:
         self.group.spawn(name, role_main, args, str(log_path(self.run_dir, name)))
         self.last_seen[name] = time.monotonic()
         write_atomic(self.run_dir / "processes.json", json.dumps({"runner": os.getpid(), **self.group.pids()}, indent=2))
-
-    regions: dict = {}  # the parameter regions of replicated D and C (engine async)
 
     def _begin(self, round_index: int) -> None:
         for name in self.processes:
@@ -214,10 +212,14 @@ class Supervisor:
         deadline = time.monotonic() + grace
         while self.failure is None and time.monotonic() < deadline:
             if self.inbox.socket.poll(50, zmq.POLLIN):
-                self.inbox.drain()
-                pending, self.inbox.pending = self.inbox.pending, []
-                for msg in pending:
-                    self._handle(msg)
+                self._handle_inbox()
+
+    def _handle_inbox(self) -> None:
+        """Every signal already queued, in order."""
+        self.inbox.drain()
+        pending, self.inbox.pending = self.inbox.pending, []
+        for msg in pending:
+            self._handle(msg)
 
     def _check_resync(self, now: float) -> None:
         rs = self.resync
@@ -263,10 +265,7 @@ class Supervisor:
             next_check = 0.0
             while len(self.finished) < len(self.processes) or group.running():
                 exited = group.wait([self.inbox.socket], 0.1)
-                self.inbox.drain()
-                for msg in self.inbox.pending:
-                    self._handle(msg)
-                self.inbox.pending.clear()
+                self._handle_inbox()
                 now = time.monotonic()
                 if exited or now >= next_check:  # (heartbeats and exits of hung ones: a few times a second)
                     next_check = now + 0.2

@@ -43,31 +43,7 @@ class ClassifierRole(RoleState):
     def serve_slot(self, buf: SlotBuffer, k: int, round_index: int) -> float:
         """Lines 33–37 for slot k: update head k on the other slots ("real") against slot k
         ("fake"), then score slot k with the updated C and save the error. Returns C's loss."""
-        if not bool((buf.sample_round == round_index).all()):
-            raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
-        self.set_round(round_index)
-        K, m = buf.num_slots, self.config.batch_size
-        logits = self.net(buf.sample.reshape(K * m, *buf.sample.shape[2:]).to(self.device))[:, k].reshape(K, m)
-        others = torch.ones(K, dtype=torch.bool, device=logits.device)
-        others[k] = False
-        loss = classifier_loss(logits[others], logits[k])
-        check_finite(self.name, round_index, "its loss", loss.detach())
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.step()
-
-        with self.copying():
-            x = buf.sample[k].to(self.device, copy=True).requires_grad_(True)  # see DiscriminatorRole.validate
-        own = self.net(x)[:, k]
-        term = generator_c_term(own)
-        grad = input_gradient(term, x)
-        check_finite(self.name, round_index, f"its gradient for slot {k}", grad)
-        with self.copying():
-            buf.c_grad[k].copy_(grad)
-            buf.c_score[k].copy_(own.detach())
-        buf.c_term[k] = term.item()
-        buf.c_round[k] = round_index
-        return loss.item()
+        return self.serve_slots(buf, [(k, round_index)])
 
     def serve_all(self, buf: SlotBuffer, round_index: int) -> float:
         """Engine "batched": :meth:`serve_slots` on all K slots of the round."""
@@ -81,10 +57,10 @@ class ClassifierRole(RoleState):
         mean head loss."""
         K, m = buf.num_slots, self.config.batch_size
         slots = [k for k, _ in jobs]
-        if cache is None:
-            for k, n in jobs:
-                if int(buf.sample_round[k]) != n:
-                    raise RuntimeError(f"classifier: slot {k} holds round {int(buf.sample_round[k])}, expected {n}")
+        if cache is None:  # the lock-step engines: the other slots hold this round too
+            n = jobs[0][1]
+            if any(r != n for _, r in jobs) or not bool((buf.sample_round == n).all()):
+                raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {n}")
             samples, seen = buf.sample, torch.ones(K, dtype=torch.bool)
         else:
             with self.copying():

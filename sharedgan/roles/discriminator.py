@@ -24,34 +24,13 @@ class DiscriminatorRole(RoleState):
         self._fake_logits: torch.Tensor | None = None
 
     def validate(self, buf: SlotBuffer, k: int, round_index: int) -> None:
-        """Lines 23–25: score slot k with D *before* this slot's update and save the error.
-
-        The error is ∂(D term of J^{G_k})/∂x for every sample of the slot; the logits keep their
-        graph so :meth:`update` reuses this forward pass for D's own fake term.
-        """
-        if int(buf.sample_round[k]) != round_index:
-            raise RuntimeError(f"discriminator: slot {k} holds round {int(buf.sample_round[k])}, expected {round_index}")
-        # A private copy: every field is a view of one flat storage with one autograd version
-        # counter, so writing d_grad below would otherwise invalidate the graph kept for update().
-        with self.copying():
-            x = buf.sample[k].to(self.device, copy=True).requires_grad_(True)
-        logits = self.net(x).reshape(-1)
-        term = generator_d_term(logits, self.config.threshold, self.config.generator_loss)
-        grad = input_gradient(term, x, retain_graph=True)
-        check_finite(self.name, round_index, f"its gradient for slot {k}", grad)
-        with self.copying():
-            buf.d_grad[k].copy_(grad)
-            buf.d_score[k].copy_(logits.detach())
-        buf.d_term[k] = term.item()
-        faults.point("validation-write", self.name, round_index)
-        buf.d_round[k] = round_index
-        self._fake_logits = logits
+        """Lines 23–25: score slot k with D *before* this slot's update and save the error: the
+        gradient of the D term of J^{G_k} with respect to every sample of the slot."""
+        self.validate_slots(buf, [(k, round_index)])
 
     def update(self, k: int, round_index: int) -> float:
         """Lines 21–22 and 26: m fresh real samples against slot k, one step on −J^D."""
-        self.set_round(round_index)
-        real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, round_index))
-        return self._step(round_index, real)
+        return self.update_slots([(k, round_index)])
 
     def _step(self, round_index: int, real: torch.Tensor) -> float:
         """One step on −J^D: ``real`` against the fake logits kept from validation."""
@@ -64,29 +43,35 @@ class DiscriminatorRole(RoleState):
         self._fake_logits = None
         return loss.item()
 
-    # ---- several slots in one step: engine "batched" (all K), engine async (the slots waiting) -------
-    # Not Algorithm 1, see engines/__init__: one forward pass scores the slots with one D, one step
-    # updates D on all of them (Algorithm 1: slot k is scored by the D after k updates, K steps).
+    # ---- the steps on one slot (above), or on several in one step: engine "batched" (all K),
+    # engine async (the slots waiting). Several are not Algorithm 1, see engines/__init__: one
+    # forward pass scores them with one D, one step updates D on all of them (Algorithm 1: slot k
+    # is scored by the D after k updates, K steps).
     def validate_slots(self, buf: SlotBuffer, jobs: list[tuple[int, int]]) -> None:
         """Score the slots of ``jobs`` ((slot, round) pairs) in one forward pass and save each
-        slot's error."""
+        slot's error. The logits keep their graph: :meth:`update_slots` reuses this pass for D's
+        own fake term."""
         for k, n in jobs:
             if int(buf.sample_round[k]) != n:
                 raise RuntimeError(f"discriminator: slot {k} holds round {int(buf.sample_round[k])}, expected {n}")
         slots, m = [k for k, _ in jobs], self.config.batch_size
+        # A private copy: every field is a view of one flat storage with one autograd version
+        # counter, so writing d_grad below would otherwise invalidate the graph kept for the update.
         with self.copying():
             x = buf.sample[slots].to(self.device, copy=True).requires_grad_(True)
         logits = self.net(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m)
         terms = [generator_d_term(logits[i], self.config.threshold, self.config.generator_loss) for i in range(len(slots))]
         # slot i's samples appear in term i only, so the gradient of the sum is every slot's own error
         grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)
-        check_finite(self.name, jobs[0][1], "its gradient for the slots", grad)
+        check_finite(self.name, jobs[0][1], f"its gradient for slot{'s' * (len(slots) > 1)} {', '.join(map(str, slots))}", grad)
         with self.copying():
-            for i, (k, n) in enumerate(jobs):
+            for i, (k, _) in enumerate(jobs):
                 buf.d_grad[k].copy_(grad[i])
                 buf.d_score[k].copy_(logits[i].detach())
                 buf.d_term[k] = terms[i].item()
-                buf.d_round[k] = n
+        faults.point("validation-write", self.name, jobs[0][1])
+        for k, n in jobs:
+            buf.d_round[k] = n
         self._fake_logits = logits
 
     def update_slots(self, jobs: list[tuple[int, int]], lr_scale: float = 1.0) -> float:
