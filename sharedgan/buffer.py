@@ -50,7 +50,7 @@ def slot_fields(batch_size: int, sample_shape: tuple[int, ...], eval_samples: in
         "d_grad": Field((m, *shape), f32),
         "d_term": Field((), f64),
         "d_round": Field((), i64),
-        # validation region (C's part): logits c_k(x), ∂(C term, without β)/∂x, the term's value
+        # validation region (C's part): C's term of J^{G_k} per sample, ∂(its mean, without β)/∂x, the mean
         "c_score": Field((m,), f32),
         "c_grad": Field((m, *shape), f32),
         "c_term": Field((), f64),

@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from .beta_schedule import SCHEDULES
-from .config import (ENGINES, GENERATOR_LOSSES, LR_DECAYS, LR_SCALINGS, NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, REPLICA_SYNCS,
-                     ConfigError, TrainConfig)
+from .config import (CLASSIFIERS, ENGINES, FEATURE_MATCHING, GENERATOR_LOSSES, GENERATORS, LR_DECAYS, LR_SCALINGS,
+                     NOISE_PRIORS, ON_FAILURE, OPTIMIZERS, REPLICA_SYNCS, ConfigError, TrainConfig)
 from .coverage import MIN_ACCURACY
 from .models import FactoryError
 
@@ -57,6 +57,27 @@ LAUNCH_OPTIONS = [
     ("--generator-loss", "generator_loss", click.Choice(GENERATOR_LOSSES),
      "D's term of each generator's objective: pgan 1 − d(x) truncated at t (the paper's); ns −log D(x) (non-saturating); "
      "minimax log(1 − D(x))."),
+    ("--classifier", "classifier", click.Choice(CLASSIFIERS),
+     "C's objective: ovr (PGAN: head k says 'from the others'); softmax (MGAN general JSD, eq. 2); one-vs-all (MGAN eq. 3, "
+     "with the cross terms); pairwise (MGAN eq. 4, one head per pair of generators)."),
+    ("--feature-matching", "feature_matching", click.Choice(FEATURE_MATCHING),
+     "Feature matching (Improved GAN): each generator's D term is replaced by (or, with add, gets added) "
+     "‖E_data f(x) − E_G f(x)‖², f the last hidden layer of D."),
+    ("--minibatch-features", "minibatch_features", int,
+     "Minibatch discrimination in the built-in D: B kernels comparing each sample with the rest of its batch; 0 = off."),
+    ("--minibatch-kernel-dim", "minibatch_kernel_dim", int, "C, the dimension of each minibatch-discrimination kernel."),
+    ("--virtual-batch-norm/--no-virtual-batch-norm", "virtual_batch_norm", bool,
+     "Virtual batch norm in the built-in generators: statistics of a reference batch fixed at the start, plus the sample."),
+    ("--shared-trunk/--no-shared-trunk", "shared_trunk", bool,
+     "MGAN's sharing: the classifier is a second head on D's trunk, run in D's process (no C process)."),
+    ("--share-generator-body/--no-share-generator-body", "share_generator_body", bool,
+     "MGAN's sharing: generators differ only in their first layer; the body is one, stepped each round on the sum "
+     "of the K generators' gradients (in the buffer's parameter region in the parallel engine)."),
+    ("--generator", "generator", click.Choice(GENERATORS),
+     "The built-in generator: standard, or sdeconv (stochastic ensembling: each sample picks its deep layers' filters "
+     "from a bank; weight norm and PReLU)."),
+    ("--bank", "bank", int, "--generator sdeconv: filters in each bank."),
+    ("--stochastic-layers", "stochastic_layers", int, "--generator sdeconv: how many deep layers (nearest z) pick from a bank."),
     ("--label-smoothing", "label_smoothing", float,
      "One-sided label smoothing: D's target for real samples, α in (0.5, 1]; 0.9 as in Improved GAN; 1 = none."),
     ("--historical-averaging", "historical_averaging", float,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .beta_schedule import SCHEDULES, default_decay
 from .data import DATASETS
+from .losses import CLASSIFIERS
 
 ENGINES = ("parallel", "sequential", "batched", "async")
 REPLICA_SYNCS = ("copy", "hogwild")  # how the replicas of D and C stay in step (engine async)
@@ -25,6 +26,9 @@ ON_FAILURE = ("stop", "respawn")
 IMAGE_DATASETS = ("cifar10", "mnist")  # and your own: the path of an .h5, .npy, .npz or an image folder
 MLP_FACTORIES = {role: f"sharedgan.models:mlp_{role}" for role in ("generator", "discriminator", "classifier")}
 DCGAN_FACTORIES = {role: f"sharedgan.dcgan:{role}" for role in ("generator", "discriminator", "classifier")}
+GENERATORS = ("standard", "sdeconv")  # --generator: the built-in generator (sdeconv: stochastic ensembling)
+SDECONV_FACTORIES = {False: "sharedgan.models:sdeconv_mlp_generator", True: "sharedgan.dcgan:sdeconv_generator"}
+FEATURE_MATCHING = ("off", "replace", "add")  # the generator's D term: as is, replaced by or plus feature matching
 # Settings that only say how the run is carried out: --resume may change them. Any other field
 # shapes the math, so resuming with a different value is refused.
 RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir", "cache_dir", "verify_md5",
@@ -80,6 +84,11 @@ class TrainConfig:
     beta_tau: float = 1.0
     threshold: float = 0.99  # t: the generator's D term is truncated where D(x) > t
     generator_loss: str = "pgan"  # D's term of J^G: pgan (1 − d, truncated), ns (−log D), minimax (log(1 − D))
+    classifier: str = "ovr"  # C's objective: ovr (PGAN), softmax, one-vs-all, pairwise (MGAN eqs. 2-4)
+    feature_matching: str = "off"  # replace (Improved GAN) or add ‖E_data f − E_G f‖² to each generator's D term
+    minibatch_features: int = 0  # B of minibatch discrimination in the built-in D; 0: off
+    minibatch_kernel_dim: int = 5  # C of minibatch discrimination
+    virtual_batch_norm: bool = False  # the built-in generators normalise with a reference batch fixed at the start
     label_smoothing: float = 1.0  # α, D's target for real samples (one-sided; 0.9 in Improved GAN); 1: none
     historical_averaging: float = 0.0  # λ of λ‖θ − mean of past θ‖² in every role's objective; 0: off
     seed: int = 0
@@ -95,7 +104,12 @@ class TrainConfig:
     serve_batch: int = 1  # the most waiting slots a D or C process takes in one step (1: one step per slot)
     serve_lr_scaling: str = "sqrt"  # a step on g slots: D's and C's learning rate × √g (sqrt) or as is (none)
     # models
-    # None: the MLPs for 2-D data, the DCGAN models for images
+    shared_trunk: bool = False  # MGAN: the classifier is a second head on D's trunk, run in D's process
+    share_generator_body: bool = False  # MGAN: generators differ only in their first layer; one body, shared
+    generator: str = "standard"  # the built-in generator: standard, or sdeconv (stochastic filter banks)
+    bank: int = 8  # sdeconv: filters per bank
+    stochastic_layers: int = 2  # sdeconv: the deep layers (nearest z) that pick their filters from a bank
+    # None: the MLPs for 2-D data, the DCGAN models for images (--generator sdeconv: its own)
     generator_factory: str | None = None
     discriminator_factory: str | None = None
     classifier_factory: str | None = None
@@ -143,8 +157,10 @@ class TrainConfig:
 
     @property
     def processes(self) -> list[str]:
-        """Every child process of a multi-process run: the roles, then the replicas."""
-        return self.roles + self.replicas
+        """Every child process of a multi-process run: the roles, then the replicas. With
+        ``shared_trunk`` C runs in D's process."""
+        roles = [r for r in self.roles if not (self.shared_trunk and r == "classifier")]
+        return roles + self.replicas
 
     def validate(self) -> "TrainConfig":
         def need(ok: bool, message: str):
@@ -164,11 +180,19 @@ class TrainConfig:
             self.noise_dim = 100 if self.images else 2
         if self.eval_samples is None:
             self.eval_samples = 64 if self.images else 2500
+        choice("generator", GENERATORS)
+        if self.generator == "sdeconv":
+            sdeconv = SDECONV_FACTORIES[self.images]
+            need(self.generator_factory in (None, sdeconv),
+                 f"--generator sdeconv is the built-in {sdeconv}; leave out --generator-factory (or drop --generator sdeconv)")
+            self.generator_factory = sdeconv
         for role, factory in (DCGAN_FACTORIES if self.images else MLP_FACTORIES).items():
             if getattr(self, f"{role}_factory") is None:
                 setattr(self, f"{role}_factory", factory)
         choice("engine", ENGINES)
         choice("generator_loss", GENERATOR_LOSSES)
+        choice("classifier", CLASSIFIERS)
+        choice("feature_matching", FEATURE_MATCHING)
         need(isinstance(self.historical_averaging, (int, float)) and math.isfinite(self.historical_averaging)
              and self.historical_averaging >= 0,
              f"--historical-averaging is a weight λ ≥ 0 (0 = off), got {self.historical_averaging!r}")
@@ -185,6 +209,16 @@ class TrainConfig:
             need(isinstance(value, int) and value >= 1, f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
         need(self.engine == "async" or (self.d_replicas == 1 and self.c_replicas == 1),
              "--d-replicas and --c-replicas need --engine async (the other engines run one D and one C)")
+        need(not (self.shared_trunk and self.engine == "async"),
+             "--shared-trunk works with --engine sequential, batched or parallel (the async engine serves D and C apart)")
+        need(not (self.share_generator_body and self.engine == "async"),
+             "--share-generator-body works with --engine sequential, batched or parallel (its body steps once per round)")
+        need(not (self.share_generator_body and self.on_failure == "respawn"),
+             "--share-generator-body steps the body in generator 0; use --on-failure stop with it (and --resume after a failure)")
+        need(not (self.share_generator_body and (self.generator == "sdeconv" or self.virtual_batch_norm)),
+             "--share-generator-body works with the standard generator without --virtual-batch-norm")
+        need(not (self.shared_trunk and self.on_failure == "respawn"),
+             "--shared-trunk runs C inside D's process; use --on-failure stop with it (and --resume after a failure)")
         need(not (self.engine == "async" and self.on_failure == "respawn"),
              "--on-failure respawn works with --engine parallel; the async engine stops on a failure (resume it with --resume)")
         for role in ("generator", "discriminator", "classifier"):
@@ -192,10 +226,13 @@ class TrainConfig:
             lr = getattr(self, f"lr_{role}")
             need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, f"--lr-{role} must be > 0, got {lr!r}")
         for name in ("rounds", "batch_size", "noise_dim", "hidden", "width", "threads", "eval_every", "eval_samples",
-                     "checkpoint_every", "keep_checkpoints", "ring_modes", "grid_side"):
+                     "checkpoint_every", "keep_checkpoints", "ring_modes", "grid_side",
+                     "minibatch_kernel_dim", "bank", "stochastic_layers"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 1,
                  f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
+        need(isinstance(self.minibatch_features, int) and self.minibatch_features >= 0,
+             f"--minibatch-features is B, the kernels of minibatch discrimination (0 = off), got {self.minibatch_features!r}")
         need(0.0 < self.threshold < 1.0, f"--threshold is a probability strictly between 0 and 1, got {self.threshold!r}")
         need(self.beta0 >= 0, f"--beta0 must be ≥ 0, got {self.beta0!r}")
         need(self.beta_decay is None or self.beta_decay >= 0, f"--beta-decay must be ≥ 0, got {self.beta_decay!r}")

@@ -47,14 +47,6 @@ def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, real_target: 
     return real.mean() + F.softplus(d_fake).mean()
 
 
-def classifier_loss(c_other: torch.Tensor, c_own: torch.Tensor) -> torch.Tensor:
-    """Head k's share of −J^C: samples of G_{-k} are "real" (C_k → 1), samples of G_k "fake".
-
-    −( E_{x~G_-k}[log C_k(x)] + E_{x~G_k}[log(1 − C_k(x))] ), each expectation a batch mean.
-    """
-    return F.softplus(-c_other).mean() + F.softplus(c_own).mean()
-
-
 def generator_d_term(d_fake: torch.Tensor, threshold: float, kind: str = "pgan") -> torch.Tensor:
     """D's term of J^{G_k} (``--generator-loss``):
 
@@ -72,13 +64,127 @@ def generator_d_term(d_fake: torch.Tensor, threshold: float, kind: str = "pgan")
     return (1.0 - d_fake.clamp(max=threshold_logit(threshold))).mean()
 
 
-def generator_c_term(c_own: torch.Tensor) -> torch.Tensor:
-    """C's term of J^{G_k} without β: −E[log(1 − C_k(x))] = E[softplus(c_k(x))].
+# ---- The classifier C (``--classifier``). Every variant is one network whose logits [m, H] say,
+# per sample, where it came from; its objective is a sum of terms, and the term of generator k is
+# what C's error for slot k back-propagates. With c the logits and σ the sigmoid:
+#
+# * ``ovr`` (PGAN, H = K): C_k = σ(c_k) = P(x from G_-k). C: −E_{G_-k} log C_k − E_{G_k} log(1 − C_k)
+#   per head; generator k: −E_{G_k} log(1 − C_k) (slip 2 in the module doc: it drives C_k → 0).
+# * ``softmax`` (MGAN eq. 2, general JSD, H = K): C_k = softmax(c)_k = P(x from G_k), the opposite
+#   event. C and every generator minimise the same −E_{G_k} log C_k (MGAN's "min over G and C").
+# * ``one-vs-all`` (MGAN eq. 3, H = K): C_k = σ(c_k) = P(x from G_k), K binary classifiers each
+#   trained on −E_{G_k} log C_k − E_{G_-k} log(1 − C_k). G_k's samples make up 1/(K−1) of every
+#   other head's G_-j, so generator k's term is −E_{G_k}[log C_k + (1/(K−1)) Σ_{j≠k} log(1 − C_j)]:
+#   the cross terms are what ``ovr`` lacks.
+# * ``pairwise`` (MGAN eq. 4, H = K(K−1)/2): C_ij = σ(c_ij) = P(x from G_i | G_i or G_j), i < j,
+#   trained on −E_{G_i} log C_ij − E_{G_j} log(1 − C_ij); generator k's term sums every pair it is in:
+#   −E_{G_k}[Σ_{j>k} log C_kj + Σ_{i<k} log(1 − C_ik)].
+#
+# MGAN's β/K (eq. 2) and β (eqs. 3, 4) are left to the β schedule: generator k's term has no factor.
 
-    J^{G_k} = generator_d_term + β_k · generator_c_term. Minimising it drives C_k(x) → 0: the
-    generator cooperates with C to be told apart from the others (slip 2 in the module doc).
+CLASSIFIERS = ("ovr", "softmax", "one-vs-all", "pairwise")
+
+
+def classifier_outputs(kind: str, k: int) -> int:
+    """H, the number of logits the classifier model returns: one per pair for ``pairwise``, else K."""
+    return k * (k - 1) // 2 if kind == "pairwise" else k
+
+
+def pair_index(i: int, j: int, k: int) -> int:
+    """The column of pair (i, j), i < j, in the pairwise classifier's logits: pairs in the order
+    (0,1), (0,2), …, (0,K−1), (1,2), … (torch.triu_indices order)."""
+    if not 0 <= i < j < k:
+        raise ValueError(f"a pair needs 0 ≤ i < j < K, got ({i}, {j}) with K = {k}")
+    return i * (2 * k - i - 1) // 2 + (j - i - 1)
+
+
+def _pairs_of(g: int, k: int) -> tuple[list[int], list[int]]:
+    """Generator g's pairs: the columns where g is first (C_gj says "g") and where it is second."""
+    first = [pair_index(g, j, k) for j in range(g + 1, k)]
+    second = [pair_index(i, g, k) for i in range(g)]
+    return first, second
+
+
+def classifier_term(kind: str, logits: torch.Tensor, g: int, k: int) -> torch.Tensor:
+    """Per sample, the term of generator ``g`` in C's objective for samples x ~ G_g (logits [m, H]):
+    what generator g minimises (without β), and, for every variant but ``ovr``, also C's loss on
+    G_g's samples. Returns [m]."""
+    if kind == "ovr":
+        return F.softplus(logits[:, g])  # −log(1 − C_g), C_g = P(G_-g)
+    if kind == "softmax":
+        return torch.logsumexp(logits, dim=1) - logits[:, g]  # −log softmax(c)_g
+    if kind == "one-vs-all":
+        others = [j for j in range(k) if j != g]
+        return F.softplus(-logits[:, g]) + F.softplus(logits[:, others]).sum(dim=1) / (k - 1)
+    if kind == "pairwise":
+        first, second = _pairs_of(g, k)
+        return F.softplus(-logits[:, first]).sum(dim=1) + F.softplus(logits[:, second]).sum(dim=1)
+    raise ValueError(f"unknown classifier {kind!r}; expected one of {', '.join(CLASSIFIERS)}")
+
+
+def generator_c_term(c: torch.Tensor, kind: str = "ovr", g: int = 0, k: int = 1) -> torch.Tensor:
+    """C's term of J^{G_g} without β, a batch mean. For ``ovr`` with c = c_g (logits [m]) this is
+    −E[log(1 − C_g(x))] = E[softplus(c_g(x))]: minimising it drives C_g(x) → 0, the generator
+    cooperates with C to be told apart from the others (slip 2 in the module doc). Other variants
+    take the whole logits [m, H] and read :func:`classifier_term`.
+
+    J^{G_g} = generator_d_term + β_g · generator_c_term.
     """
-    return F.softplus(c_own).mean()
+    if c.dim() == 1:
+        return F.softplus(c).mean()
+    return classifier_term(kind, c, g, k).mean()
+
+
+def classifier_loss(c_other: torch.Tensor, c_own: torch.Tensor) -> torch.Tensor:
+    """``ovr`` head k's share of −J^C: samples of G_-k "real" (C_k → 1), samples of G_k "fake".
+
+    −( E_{x~G_-k}[log C_k(x)] + E_{x~G_k}[log(1 − C_k(x))] ), each expectation a batch mean.
+    """
+    return F.softplus(-c_other).mean() + F.softplus(c_own).mean()
+
+
+def classifier_step_terms(kind: str, logits: torch.Tensor, slots: list[int], seen: torch.Tensor) -> list[torch.Tensor]:
+    """C's loss for one step on ``slots`` (Algorithm 1: one step per slot k, k in turn; the batched
+    and async engines: several in one step), from logits [K, m, H] of every slot's batch (slot j's
+    batch comes from G_j) and ``seen`` [K] (which slots hold a batch; async C may not have them all).
+    Returns the terms whose sum is the step's loss, one per head, pair or class touched:
+
+    * ``ovr``, ``one-vs-all``: head k of each k in ``slots``, on slot k against the seen others;
+    * ``pairwise``: every pair (i, j) with i or j in ``slots`` and both seen, each pair once;
+    * ``softmax``: the K-way cross-entropy of every seen slot, one term per slot (the softmax ties
+      all heads together, so a step on any slot trains on every batch it has).
+
+    No term for a head with no other slot to contrast it with (the async C's very first slot).
+    """
+    num = logits.shape[0]
+    if int(seen.sum()) < 2:
+        return []
+    seen_list = [j for j in range(num) if bool(seen[j])]
+    terms = []
+    if kind in ("ovr", "one-vs-all"):
+        sign = 1.0 if kind == "ovr" else -1.0  # ovr's C_k is P(G_-k), one-vs-all's P(G_k)
+        for k in slots:
+            others = [j for j in seen_list if j != k]
+            own = sign * logits[:, :, k]
+            terms.append(classifier_loss(own[others], own[k]))
+    elif kind == "softmax":
+        for j in seen_list:
+            terms.append(F.cross_entropy(logits[j], torch.full((logits.shape[1],), j, device=logits.device)))
+    elif kind == "pairwise":
+        for i in seen_list:
+            for j in seen_list:
+                if i < j and (i in slots or j in slots):
+                    col = pair_index(i, j, num)
+                    terms.append(F.softplus(-logits[i, :, col]).mean() + F.softplus(logits[j, :, col]).mean())
+    else:
+        raise ValueError(f"unknown classifier {kind!r}; expected one of {', '.join(CLASSIFIERS)}")
+    return terms
+
+
+def feature_matching(real_mean: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
+    """‖E_data f(x) − E_G f(x)‖²₂ (Improved GAN §3.1): ``real_mean`` [A] the mean of D's features
+    f over a real batch (a constant), ``fake_features`` [m, A] f over the generator's batch."""
+    return (real_mean - fake_features.mean(0)).pow(2).sum()
 
 
 def input_gradient(term: torch.Tensor, x: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:

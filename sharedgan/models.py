@@ -7,7 +7,13 @@ function cannot be imported there), and each process builds its own model from i
 Shapes the engines rely on:
 * generator: noise [m, noise_dim] → samples [m, *sample_shape]
 * discriminator: samples [m, *sample_shape] → logits [m] (or [m, 1])
-* classifier: samples [m, *sample_shape] → logits [m, K] (head k: "x comes from G_-k")
+* classifier: samples [m, *sample_shape] → logits [m, H], H = ``spec.classifier_outputs`` (K, or one
+  per pair of generators for ``--classifier pairwise``)
+* a discriminator used with ``--feature-matching`` also has ``forward_features(x) → (logits, f(x))``,
+  f an intermediate layer [m, A].
+
+The built-in models honour the options a spec carries (minibatch discrimination, virtual batch
+norm, stochastic filter banks); a factory of your own may read them or not.
 """
 from __future__ import annotations
 
@@ -18,6 +24,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .layers import MinibatchDiscrimination, ReferenceBatch, StochasticLinear, VirtualBatchNorm, route
 
 class FactoryError(ValueError):
     """A model factory reference that cannot be used; the message says what to pass instead."""
@@ -30,6 +38,19 @@ class ModelSpec:
     num_generators: int
     hidden: int = 128  # width of the MLPs' hidden layers
     width: int = 64  # channels of the convolutional models' first (D) or last (G) layer
+    classifier_outputs: int | None = None  # H, the classifier's logits per sample; None: num_generators
+    batch_size: int = 0  # m; minibatch discrimination compares the samples of each batch of m
+    minibatch_features: int = 0  # B of minibatch discrimination in D (0: off)
+    minibatch_kernel_dim: int = 5  # C of minibatch discrimination
+    virtual_batch_norm: bool = False  # the generator normalises with a fixed reference batch
+    noise_prior: str = "normal"  # the prior the reference noise is drawn from
+    bank: int = 8  # the stochastic generator's filters per bank
+    stochastic_layers: int = 2  # the stochastic generator's deep layers that pick from a bank
+    shared_body: bool = False  # the generators share their body: its batch norm keeps no running statistics
+
+    @property
+    def heads(self) -> int:
+        return self.num_generators if self.classifier_outputs is None else self.classifier_outputs
 
 
 def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -50,17 +71,125 @@ class _Reshape(nn.Module):
         return x.view(x.shape[0], *self.shape)
 
 
+def with_reference_batch(body: nn.Module, spec: ModelSpec) -> nn.Module:
+    """A generator body as is, or wrapped to carry the virtual-batch-norm reference batch."""
+    return ReferenceBatch(body, spec.noise_dim, spec.noise_prior) if spec.virtual_batch_norm else body
+
+
+class SplitGenerator(nn.Module):
+    """A generator as its first layer and the rest, its body: ``--share-generator-body`` (MGAN)
+    gives every generator its own first layer and one body shared by all."""
+
+    def __init__(self, first: nn.Module, body: nn.Module):
+        super().__init__()
+        self.first, self.body = first, body
+
+    def forward(self, z):
+        return self.body(self.first(z))
+
+
 def mlp_generator(spec: ModelSpec) -> nn.Module:
+    """PGAN §4.1's MLP generator; with virtual batch norm after each hidden layer if asked."""
     size = math.prod(spec.sample_shape)
-    return nn.Sequential(mlp(spec.noise_dim, spec.hidden, size), _Reshape(spec.sample_shape))
+    if not spec.virtual_batch_norm:
+        h = spec.hidden
+        return SplitGenerator(nn.Sequential(nn.Linear(spec.noise_dim, h), nn.LeakyReLU(0.2)),
+                              nn.Sequential(nn.Linear(h, h), nn.LeakyReLU(0.2), nn.Linear(h, size), _Reshape(spec.sample_shape)))
+    h = spec.hidden
+    body = nn.Sequential(nn.Linear(spec.noise_dim, h), VirtualBatchNorm(h), nn.LeakyReLU(0.2),
+                         nn.Linear(h, h), VirtualBatchNorm(h), nn.LeakyReLU(0.2),
+                         nn.Linear(h, size), _Reshape(spec.sample_shape))
+    return with_reference_batch(body, spec)
+
+
+class StochasticMLP(nn.Module):
+    """``--generator sdeconv`` for 2-D data: the stochastic-ensembling idea with linear layers. The
+    first ``stochastic_layers`` (1–3) layers, the deep ones nearest z, take each sample's weights
+    from a bank of ``bank``; the rest are plain; every layer weight-normalised, PReLU(0.2) between,
+    as the stochastic-deconvolution paper (and virtual batch norm before each PReLU if asked)."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        h, deep = spec.hidden, max(1, min(spec.stochastic_layers, 3))
+        sizes = [spec.noise_dim, h, h, math.prod(spec.sample_shape)]
+        self.shape = spec.sample_shape
+        self.layers = nn.ModuleList(
+            StochasticLinear(sizes[i], sizes[i + 1], spec.bank) if i < deep
+            else nn.utils.parametrizations.weight_norm(nn.Linear(sizes[i], sizes[i + 1])) for i in range(3))
+        self.norms = nn.ModuleList(VirtualBatchNorm(h) for _ in range(2)) if spec.virtual_batch_norm else None
+        self.acts = nn.ModuleList(nn.PReLU(h, init=0.2) for _ in range(2))
+
+    def forward(self, z):
+        h = z
+        for i, layer in enumerate(self.layers):
+            h = layer(h, route(z, i, layer.bank)) if isinstance(layer, StochasticLinear) else layer(h)
+            if i < 2:
+                h = self.acts[i](self.norms[i](h) if self.norms is not None else h)
+        return h.view(h.shape[0], *self.shape)
+
+
+def sdeconv_mlp_generator(spec: ModelSpec) -> nn.Module:
+    return with_reference_batch(StochasticMLP(spec), spec)
+
+
+class MLPCritic(nn.Module):
+    """PGAN §4.1's MLP for D (1 logit) or C (H logits): two hidden layers, whose output f(x) is
+    what feature matching compares, then minibatch discrimination on f if asked, then the head."""
+
+    def __init__(self, spec: ModelSpec, outputs: int, minibatch: bool):
+        super().__init__()
+        n_in, h = math.prod(spec.sample_shape), spec.hidden
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(n_in, h), nn.LeakyReLU(0.2), nn.Linear(h, h), nn.LeakyReLU(0.2))
+        self.minibatch = (MinibatchDiscrimination(h, spec.minibatch_features, spec.minibatch_kernel_dim, spec.batch_size)
+                          if minibatch and spec.minibatch_features else None)
+        self.head = nn.Linear(h + (spec.minibatch_features if self.minibatch else 0), outputs)
+        self.outputs = outputs
+
+    def features(self, x):
+        return self.trunk(x)
+
+    def forward_features(self, x):
+        f = self.trunk(x)
+        logits = self.head(torch.cat([f, self.minibatch(f)], 1) if self.minibatch is not None else f)
+        return (logits.flatten() if self.outputs == 1 else logits), f
+
+    def forward(self, x):
+        return self.forward_features(x)[0]
+
+
+class SharedTrunkHead(nn.Module):
+    """``--shared-trunk`` (MGAN §3): the classifier as a second head on D's trunk. Only the head is
+    this module's own (and in its checkpoint); the trunk stays D's, and is held outside the module
+    tree so that it is saved once, with D."""
+
+    def __init__(self, discriminator: nn.Module, features: int, outputs: int):
+        super().__init__()
+        self._discriminator = (discriminator,)  # a tuple: not registered as a submodule
+        self.head = nn.Linear(features, outputs)
+
+    def forward(self, x):
+        return self.head(self._discriminator[0].features(x).flatten(1))
+
+
+def shared_trunk_head(discriminator: nn.Module, spec: ModelSpec) -> SharedTrunkHead:
+    """C's head on ``discriminator``'s trunk; the discriminator needs ``trunk`` and ``features(x)``."""
+    if not isinstance(getattr(discriminator, "trunk", None), nn.Module) or not callable(getattr(discriminator, "features", None)):
+        raise FactoryError("--shared-trunk needs a discriminator with a .trunk module and .features(x) "
+                           "(the built-in models have them)")
+    was_training = discriminator.training
+    discriminator.eval()
+    with torch.no_grad():
+        width = discriminator.features(torch.zeros(2, *spec.sample_shape)).flatten(1).shape[1]
+    discriminator.train(was_training)
+    return SharedTrunkHead(discriminator, width, spec.heads)
 
 
 def mlp_discriminator(spec: ModelSpec) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), mlp(math.prod(spec.sample_shape), spec.hidden, 1), nn.Flatten(0))
+    return MLPCritic(spec, 1, minibatch=True)
 
 
 def mlp_classifier(spec: ModelSpec) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), mlp(math.prod(spec.sample_shape), spec.hidden, spec.num_generators))
+    return MLPCritic(spec, spec.heads, minibatch=False)
 
 
 def factory_reference(factory: str | Callable) -> str:
@@ -112,7 +241,7 @@ def check_output(role: str, out: torch.Tensor, batch: int, spec: ModelSpec) -> N
     want = {
         "generator": (batch, *spec.sample_shape),
         "discriminator": (batch,),
-        "classifier": (batch, spec.num_generators),
+        "classifier": (batch, spec.heads),
     }[role]
     got = tuple(out.shape)
     if role == "discriminator" and got == (batch, 1):

@@ -60,6 +60,9 @@ class Kind(enum.IntEnum):
     HALTED = 23           # generator k → runner, after a STOP: finished round n, starts no other without FINAL
     SAVE = 24             # runner → D and C primaries: every generator saved round n and nothing is in flight; save it
     END = 25              # runner → a D or C process: the run is over, finish
+    # --share-generator-body (parallel engine): the shared body steps once per round, in generator 0
+    BODY_GRAD = 26        # generator k → generator 0: its body gradient of round n is in the gradient region
+    BODY_STEPPED = 27     # generator 0 → generator k: the body took round n's step
 
 
 class Role(enum.IntEnum):
@@ -233,11 +236,12 @@ class Outbox:
         self.dropped = 0
 
     def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values: Iterable[float] = (),
-             required: bool = True) -> None:
+             required: bool = True, as_role: Role | None = None) -> None:
         """Queue one signal without blocking. A full queue (10,000 unread signals) means the peer
-        is gone or stuck: a required signal then raises, an optional one is counted as dropped."""
+        is gone or stuck: a required signal then raises, an optional one is counted as dropped.
+        ``as_role``: sign as another role (C's signals from D's process with ``--shared-trunk``)."""
         try:
-            self.sockets[to].send(encode(self.token, kind, self.role, slot, round, values), zmq.NOBLOCK)
+            self.sockets[to].send(encode(self.token, kind, as_role or self.role, slot, round, values), zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
             if required:

@@ -23,6 +23,8 @@ def _max_difference(a_dir, b_dir, roles):
         worst = max(worst, float(np.nanmax(np.abs(a[name] - b[name]), initial=0.0)))
     sa, sb = _final_states(a_dir, roles), _final_states(b_dir, roles)
     for role in roles:
+        if sa[role].keys() != sb[role].keys():
+            return float("inf")  # different models
         for key in sa[role]:
             worst = max(worst, float((sa[role][key] - sb[role][key]).abs().max()))
     return worst
@@ -80,15 +82,24 @@ def test_grid25_trains_in_both_engines(tmp_path):
     assert _max_difference(seq.run_dir, par.run_dir, TrainConfig(**base).roles) <= 1e-6
 
 
-@pytest.mark.parametrize("options", [dict(generator_loss="ns", label_smoothing=0.9, historical_averaging=0.01),
-                                     pytest.param(dict(generator_loss="minimax"), marks=pytest.mark.slow)],
-                         ids=["ns+label-smoothing+historical-averaging", "minimax"])
+OPTION_SETS = {
+    "ns+label-smoothing+historical-averaging": dict(generator_loss="ns", label_smoothing=0.9, historical_averaging=0.01),
+    "softmax+feature-matching+minibatch": dict(k=3, classifier="softmax", feature_matching="replace",
+                                               minibatch_features=4, minibatch_kernel_dim=3),
+    "one-vs-all+virtual-batch-norm+sdeconv": dict(k=3, classifier="one-vs-all", virtual_batch_norm=True, generator="sdeconv"),
+    "pairwise+feature-matching-added": dict(k=3, classifier="pairwise", feature_matching="add"),
+}
+
+
+@pytest.mark.parametrize("options", [*OPTION_SETS.values(), pytest.param(dict(generator_loss="minimax"), marks=pytest.mark.slow)],
+                         ids=[*OPTION_SETS, "minimax"])
 def test_objective_options_train_and_the_engines_agree(tmp_path, options):
-    base = dict(k=2, rounds=20, eval_every=10, eval_samples=200, batch_size=32, hidden=16, seed=4, **options)
+    base = {**dict(k=2, rounds=20, eval_every=10, eval_samples=200, batch_size=32, hidden=16, seed=4), **options}
     runs = {e: train(TrainConfig(engine=e, out=str(tmp_path / e), **base)).run_dir for e in ("sequential", "parallel")}
     data = read_run_file(runs["parallel"] / "run.h5")
-    assert np.isfinite(data["loss/generator"]).all() and np.isfinite(data["loss/discriminator"]).all()
+    for name in ("loss/generator", "loss/discriminator", "loss/classifier", "term/discriminator", "term/classifier"):
+        assert np.isfinite(data[name]).all(), name
     assert _max_difference(runs["sequential"], runs["parallel"], TrainConfig(**base).roles) <= 1e-6
-    default = train(TrainConfig(engine="sequential", out=str(tmp_path / "default"),
-                                **{**base, "generator_loss": "pgan", "label_smoothing": 1.0, "historical_averaging": 0.0}))
-    assert _max_difference(default.run_dir, runs["sequential"], ["generator-0"]) > 1e-4  # the option changes the math
+    plain = {key: getattr(TrainConfig(), key) for key in options if key != "k"}
+    default = train(TrainConfig(engine="sequential", out=str(tmp_path / "default"), **{**base, **plain}))
+    assert _max_difference(default.run_dir, runs["sequential"], ["generator-0"]) > 1e-4  # the options change the math

@@ -97,3 +97,19 @@ def test_mnist_and_own_h5_train(tmp_path):
                             data_dir=str(tmp_path / "cache-home"), **SMOKE))
     data = read_run_file(own.run_dir / "run.h5")
     assert data["eval/images"].shape[-3:] == (64, 64, 3) and data["attrs"]["data_name"] == "mine"
+
+
+@pytest.mark.parametrize("options", [
+    dict(generator="sdeconv", bank=3, classifier="pairwise", feature_matching="add", minibatch_features=4),
+    pytest.param(dict(virtual_batch_norm=True, classifier="one-vs-all", shared_trunk=True), marks=pytest.mark.slow),
+    pytest.param(dict(share_generator_body=True, classifier="softmax", feature_matching="replace"), marks=pytest.mark.slow),
+], ids=["sdeconv+pairwise+feature-matching+minibatch", "virtual-batch-norm+one-vs-all+shared-trunk",
+        "shared-body+softmax+feature-matching"])
+def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, options):
+    cifar_folder(tmp_path / "data", n=16)
+    runs = {e: train(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "data"), engine=e,
+                                 out=str(tmp_path / e), **{**SMOKE, "k": 3, **options})).run_dir
+            for e in ("sequential", "parallel")}
+    a, b = (read_run_file(runs[e] / "run.h5") for e in ("sequential", "parallel"))
+    for name in ("loss/generator", "loss/discriminator", "loss/classifier", "eval/images"):
+        assert np.isfinite(a[name]).all() and np.array_equal(a[name], b[name]), name

@@ -22,13 +22,15 @@ import secrets
 import time
 from pathlib import Path
 
+import torch
 import zmq
 
 from .. import checkpoint, devices
-from ..buffer import SlotBuffer, slot_fields
+from ..buffer import ParameterRegion, SlotBuffer, slot_fields
 from ..config import TrainConfig
 from ..record import RunRecorder
 from ..roles import DIVERGENCE_KINDS, model_spec
+from ..roles.generator import make_body
 from ..checkpoint import write_atomic
 from ..rundir import log_path
 from ..runner import ProcessGroup, RoleFailed, describe_exit
@@ -68,7 +70,15 @@ class Supervisor:
         self.outbox: Outbox | None = None
         self.roles = config.roles  # what checkpoints: generators, D, C
         self.processes = config.processes  # every child: the roles and (engine async) D and C replicas
-        self.regions: dict = {}  # the parameter regions of replicated D and C (engine async)
+        self.regions: dict = {}  # the parameter regions of replicated D and C (engine async), of a shared generator body
+        if config.share_generator_body:  # one body for every generator process, and a row for each one's gradient
+            body = make_body(config, spec)
+            self._body = ParameterRegion.for_model(body, devices.buffer_device(config))
+            self._body_grads = torch.zeros(config.k, sum(p.numel() for p in body.parameters()),
+                                           device=devices.buffer_device(config))
+            if self._body_grads.device.type == "cpu":
+                self._body_grads.share_memory_()
+            self.regions["generator-body"] = self._body.handle() + (self._body_grads,)
         self.failure: RoleFailed | None = None
         self.last_round = start - 1
         self.ready: set[str] = set()

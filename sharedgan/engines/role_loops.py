@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -39,12 +40,12 @@ import torch
 import zmq
 
 from .. import checkpoint, devices
-from ..buffer import SlotBuffer
+from ..buffer import ParameterRegion, SlotBuffer
 from ..config import TrainConfig
 from ..roles import Diverged, RoleState, dataset_of, model_spec
 from ..roles.classifier import ClassifierRole
 from ..roles.discriminator import DiscriminatorRole
-from ..roles.generator import GeneratorRole
+from ..roles.generator import GeneratorRole, make_body, take_body_gradient
 from ..rundir import log_path
 from ..runner import prepare_child
 from ..signals import Aborted, Endpoints, Kind, Mailbox, Outbox, Resync, Role
@@ -76,9 +77,9 @@ class Links:
             self.outbox.send("runner", Kind.HEARTBEAT, self.outbox.slot, required=False)
             self.next_beat = now + self.beat_every
 
-    def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values=()):
+    def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values=(), as_role: Role | None = None):
         devices.settle(*self.devices)  # what this role wrote into the buffer is there before a peer hears of it
-        self.outbox.send(to, kind, slot, round, values)
+        self.outbox.send(to, kind, slot, round, values, as_role=as_role)
 
     def wait(self, kind: Kind, role: Role, slot: int | None, round_index: int):
         # the first round after a (re)start also waits for peers that are still building models
@@ -125,8 +126,9 @@ def run_rounds(links: Links, role: RoleState, buf: SlotBuffer, one_round: Callab
             role.rejoin(buf, n)
 
 
-def _generator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: GeneratorRole) -> None:
-    k, two = role.k, config.k > 1
+def _generator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: GeneratorRole,
+               body_grads: torch.Tensor | None = None) -> None:
+    k, two, c_process = role.k, config.k > 1, "classifier" in config.processes
     last_eval: list[int] = []  # the previous evaluation the runner has to copy out first
 
     def one_round(n: int) -> bool:
@@ -134,12 +136,14 @@ def _generator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links
             last_eval.clear()
         role.write_sample(buf, n)
         links.send("discriminator", Kind.SAMPLE_READY, k, n)
-        if two:
+        if c_process:  # (with --shared-trunk C runs in D's process: D's signal serves both)
             links.send("classifier", Kind.SAMPLE_READY, k, n)
         links.wait(Kind.VALIDATION_READY, Role.DISCRIMINATOR, k, n)
         if two:
             links.wait(Kind.VALIDATION_READY, Role.CLASSIFIER, k, n)
         links.send("runner", Kind.ROUND_DONE, k, n, role.update(buf, n))
+        if body_grads is not None:
+            _step_shared_body(links, role, body_grads, n)
         final = links.wait(Kind.RELEASED, Role.DISCRIMINATOR, k, n).values[0] > 0.5
         if eval_due(config, n, final):
             if last_eval:
@@ -160,7 +164,43 @@ def _generator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links
     run_rounds(links, role, buf, one_round)
 
 
+def _step_shared_body(links: Links, role: GeneratorRole, grads: torch.Tensor, n: int) -> None:
+    """--share-generator-body: put this generator's body gradient in its row; generator 0 waits for
+    every row, steps the body (roles.generator.SharedBody) and says so; the others wait for that,
+    so no generator runs the body again before round n's step."""
+    k, K = role.k, links.config.k
+    take_body_gradient(role.net.body, grads, k)
+    if k == 0:
+        for j in range(1, K):
+            links.wait(Kind.BODY_GRAD, Role.GENERATOR, j, n)
+        role.body.apply(grads, n)
+        for j in range(1, K):
+            links.send(f"generator-{j}", Kind.BODY_STEPPED, 0, n)
+    else:
+        links.send("generator-0", Kind.BODY_GRAD, k, n)
+        links.wait(Kind.BODY_STEPPED, Role.GENERATOR, 0, n)
+
+
 def _discriminator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: DiscriminatorRole) -> None:
+    d_round = _discriminator_round(config, run_dir, buf, links, role)
+    if role.partner is None:
+        run_rounds(links, role, buf, d_round)
+        return
+    # --shared-trunk: C is a head on D's trunk and runs here, after D's K slots, as in the
+    # sequential engine; its signals go out signed as C's, so generators and runner see no change
+    c_send = partial(links.send, as_role=Role.CLASSIFIER)
+
+    def one_round(n: int) -> bool:
+        final = d_round(n)
+        _serve_classifier(config, run_dir, buf, c_send, role.partner, n, final)
+        _save_discriminator(config, run_dir, links, role, n, final)  # after C's steps moved the trunk
+        return final
+
+    run_rounds(links, role, buf, one_round)
+
+
+def _discriminator_round(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links,
+                         role: DiscriminatorRole) -> Callable[[int], bool]:
     stop_requested = False
 
     def one_round(n: int) -> bool:
@@ -176,14 +216,20 @@ def _discriminator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
             losses.append(role.update(k, n))
             links.send(f"generator-{k}", Kind.RELEASED, k, n, (1.0 if final else 0.0,))
         links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
-        if final and config.k > 1 and n < config.rounds - 1:  # C knows the planned last round itself
+        # a C process of its own knows the planned last round itself, not an early one
+        if final and config.k > 1 and n < config.rounds - 1 and role.partner is None:
             links.send("classifier", Kind.FINAL, -1, n)
-        if checkpoint_due(config, n, final):
-            checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
-            links.send("runner", Kind.CHECKPOINT_SAVED, -1, n)
+        if role.partner is None:
+            _save_discriminator(config, run_dir, links, role, n, final)
         return final
 
-    run_rounds(links, role, buf, one_round)
+    return one_round
+
+
+def _save_discriminator(config: TrainConfig, run_dir: Path, links: Links, role: DiscriminatorRole, n: int, final: bool) -> None:
+    if checkpoint_due(config, n, final):
+        checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
+        links.send("runner", Kind.CHECKPOINT_SAVED, -1, n)
 
 
 def _classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: ClassifierRole) -> None:
@@ -202,39 +248,58 @@ def _classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Link
                     links.send("runner", Kind.CHECKPOINT_SAVED, -1, n - 1)
                 return True
             arrived.add(msg.slot)
-        losses = []
-        for k in range(K):
-            losses.append(role.serve_slot(buf, k, n))
-            links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
         final = n == config.rounds - 1
-        if not final:  # on the planned last round generators exit without waiting for this
-            for k in range(K):
-                links.send(f"generator-{k}", Kind.RELEASED, k, n)
-        links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
-        if checkpoint_due(config, n, final):
-            checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
-            links.send("runner", Kind.CHECKPOINT_SAVED, -1, n)
+        _serve_classifier(config, run_dir, buf, links.send, role, n, final)
         return final
 
     run_rounds(links, role, buf, one_round)
 
 
+def _serve_classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, send: Callable, role: ClassifierRole,
+                      n: int, final: bool) -> None:
+    """C's part of round n once every slot holds it: serve each slot, release the generators (on a
+    final round they exit without waiting for it), report, checkpoint when due."""
+    losses = []
+    for k in range(config.k):
+        losses.append(role.serve_slot(buf, k, n))
+        send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
+    if not final:
+        for k in range(config.k):
+            send(f"generator-{k}", Kind.RELEASED, k, n)
+    send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
+    if checkpoint_due(config, n, final):
+        checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
+        send("runner", Kind.CHECKPOINT_SAVED, -1, n)
+
+
 def _build(name: str, config: TrainConfig, device: torch.device, regions: dict) -> tuple[RoleState, Callable, Role, int, list[str]]:
     """The role object, its loop, and whom it talks to."""
     generators = [f"generator-{j}" for j in range(config.k)]
-    classifier = ["classifier"] if config.k > 1 else []
+    classifier = ["classifier"] if "classifier" in config.processes else []
     asynchronous = config.engine == "async"
     from . import async_loops  # (it builds on this module's Links)
     if name.startswith("generator-"):
         k = int(name.split("-")[1])
-        role = GeneratorRole(config, model_spec(config), k, device)
-        if asynchronous:
-            return role, async_loops.generator_loop, Role.GENERATOR, k, ["runner"]
-        return role, _generator, Role.GENERATOR, k, ["runner", "discriminator"] + classifier
+        spec = model_spec(config)
+        if "generator-body" not in regions:
+            role = GeneratorRole(config, spec, k, device)
+            if asynchronous:
+                return role, async_loops.generator_loop, Role.GENERATOR, k, ["runner"]
+            return role, _generator, Role.GENERATOR, k, ["runner", "discriminator"] + classifier
+        # --share-generator-body: the body's parameters are views of the buffer's parameter region
+        values, version, grads = regions["generator-body"]
+        body = make_body(config, spec).to(device)
+        ParameterRegion(values, version).bind(body)
+        role = GeneratorRole(config, spec, k, device, body)
+        peers = generators if k == 0 else ["generator-0"]
+        return role, partial(_generator, body_grads=grads), Role.GENERATOR, k, ["runner", "discriminator"] + classifier + peers
     if name.startswith("discriminator"):
         dataset = dataset_of(config)
-        role, kind, loop, peers = (DiscriminatorRole(config, model_spec(config, dataset), dataset, device), Role.DISCRIMINATOR,
+        spec = model_spec(config, dataset)
+        role, kind, loop, peers = (DiscriminatorRole(config, spec, dataset, device), Role.DISCRIMINATOR,
                                    _discriminator, ["runner"] + generators + classifier)
+        if config.shared_trunk and config.k > 1:
+            role.partner = ClassifierRole(config, spec, device, role.net)
     else:
         role, kind, loop, peers = ClassifierRole(config, model_spec(config), device), Role.CLASSIFIER, _classifier, ["runner"] + generators
     if not asynchronous:
@@ -268,8 +333,9 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
         links.devices = (device, devices.buffer_device(config))
         links.epoch = epoch
         if restore:
-            state = checkpoint.load_role(Path(restore), name if name in config.roles else name.partition("-")[0])
-            role.load_state_dict(state)
+            for r in (role, role.partner) if getattr(role, "partner", None) else (role,):
+                state = checkpoint.load_role(Path(restore), r.name if r.name in config.roles else r.name.partition("-")[0])
+                r.load_state_dict(state)
             torch.set_rng_state(state["torch_rng"])
         buf = SlotBuffer.attach(buffer_handle)
         links.send("runner", Kind.READY, slot)

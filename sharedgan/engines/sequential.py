@@ -20,7 +20,7 @@ from ..record import RunRecorder
 from ..roles import model_spec
 from ..roles.classifier import ClassifierRole
 from ..roles.discriminator import DiscriminatorRole
-from ..roles.generator import GeneratorRole
+from ..roles.generator import GeneratorRole, make_body, take_body_gradient
 from . import checkpoint_due, eval_due, mean
 
 log = logging.getLogger("sharedgan")
@@ -71,9 +71,12 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
     buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
                               devices.buffer_device(config), shared=False)
     place = partial(devices.role_device, config)
-    generators = [GeneratorRole(config, spec, k, place(f"generator-{k}")) for k in range(config.k)]
+    body = make_body(config, spec).to(place("generator-0")) if config.share_generator_body else None
+    generators = [GeneratorRole(config, spec, k, place(f"generator-{k}"), body) for k in range(config.k)]
+    body_grads = torch.zeros(config.k, generators[0].body.gradient_size()) if body is not None else None
     disc = DiscriminatorRole(config, spec, recorder.dataset, place("discriminator"))
-    clf = ClassifierRole(config, spec, place("classifier")) if config.k > 1 else None
+    trunk = disc.net if config.shared_trunk else None
+    clf = ClassifierRole(config, spec, place("classifier"), trunk) if config.k > 1 else None
     roles = generators + [disc] + ([clf] if clf else [])
     if restore is not None:
         for role in roles:
@@ -110,7 +113,12 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
         for g in generators:
             with clock(g):
                 stats = g.update(buf, n)
+                if body is not None:
+                    take_body_gradient(body, body_grads, g.k)
             recorder.generator(g.k, n, *stats)
+        if body is not None:
+            with clock(generators[0]):
+                generators[0].body.apply(body_grads, n)
         if eval_due(config, n, final):
             t0 = time.perf_counter()
             for g in generators:

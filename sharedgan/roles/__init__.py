@@ -10,7 +10,8 @@ import torch
 
 from ..config import TrainConfig
 from ..data import make_dataset
-from ..models import ModelSpec, build_model, check_output
+from ..losses import classifier_outputs
+from ..models import FactoryError, ModelSpec, build_model, check_output, shared_trunk_head
 from ..seeding import derive_seed
 
 CPU = torch.device("cpu")
@@ -27,7 +28,11 @@ def dataset_of(config: TrainConfig):
 
 def model_spec(config: TrainConfig, dataset=None) -> ModelSpec:
     dataset = dataset or dataset_of(config)
-    return ModelSpec(tuple(dataset.sample_shape), config.noise_dim, config.k, config.hidden, config.width)
+    return ModelSpec(tuple(dataset.sample_shape), config.noise_dim, config.k, config.hidden, config.width,
+                     classifier_outputs=classifier_outputs(config.classifier, config.k), batch_size=config.batch_size,
+                     minibatch_features=config.minibatch_features, minibatch_kernel_dim=config.minibatch_kernel_dim,
+                     virtual_batch_norm=config.virtual_batch_norm, noise_prior=config.noise, bank=config.bank,
+                     stochastic_layers=config.stochastic_layers, shared_body=config.share_generator_body)
 
 
 def make_optimizer(config: TrainConfig, role: str, params) -> torch.optim.Optimizer:
@@ -37,11 +42,25 @@ def make_optimizer(config: TrainConfig, role: str, params) -> torch.optim.Optimi
     return torch.optim.SGD(params, lr=lr)
 
 
-def make_model(config: TrainConfig, role: str, spec: ModelSpec, index: int = 0) -> torch.nn.Module:
+def make_model(config: TrainConfig, role: str, spec: ModelSpec, index: int = 0,
+               discriminator: torch.nn.Module | None = None, stream_name: str | None = None) -> torch.nn.Module:
     """The model of one role, initialised on the CPU from its own stream (so every device starts
-    from the same weights) and checked for output shape; the role moves it to its device."""
-    net = build_model(getattr(config, f"{role}_factory"), spec, derive_seed(config.seed, "init", role, index))
+    from the same weights) and checked for output shape; the role moves it to its device. With
+    ``--shared-trunk`` the classifier is a head on ``discriminator``'s trunk (built if not given)."""
+    seed = derive_seed(config.seed, "init", stream_name or role, index)
     probe_in = torch.zeros(2, spec.noise_dim) if role == "generator" else torch.zeros(2, *spec.sample_shape)
+    if role == "classifier" and config.shared_trunk:
+        discriminator = discriminator if discriminator is not None else make_model(config, "discriminator", spec)
+        at = next(discriminator.parameters()).device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = shared_trunk_head(discriminator, spec).to(at)
+        probe_in = probe_in.to(at)
+    else:
+        net = build_model(getattr(config, f"{role}_factory"), spec, seed)
+    if role == "discriminator" and config.feature_matching != "off" and not callable(getattr(net, "forward_features", None)):
+        raise FactoryError(f"--feature-matching needs a discriminator with forward_features(x) -> (logits, features); "
+                           f"{config.discriminator_factory} has none (the built-in models do)")
     was_training = net.training
     net.eval()  # so a probe never touches batch-norm statistics
     with torch.no_grad():
@@ -107,7 +126,7 @@ class RoleState:
         if weight <= 0:
             self.opt.step()
             return
-        params = [p for p in self.net.parameters() if p.requires_grad]
+        params = [p for group in self.opt.param_groups for p in group["params"]]  # what this role steps
         if self._history is None:
             self._history = (1, [p.detach().clone() for p in params])
         t, means = self._history
@@ -137,7 +156,7 @@ class RoleState:
         self.net.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         if "history_count" in state:
-            device = next(self.net.parameters()).device
+            device = self.opt.param_groups[0]["params"][0].device
             self._history = (int(state["history_count"]), [m.to(device) for m in state["history_mean"]])
 
     def rejoin(self, buf, round_index: int) -> None:

@@ -1,7 +1,8 @@
-"""The adjustment component C: one network with K one-vs-rest logit heads.
+"""The adjustment component C: one network whose logits say which generator a sample came from.
 
-Head k's logit c_k(x) says "x comes from the other generators G_-k" (PGAN's C_k; MGAN's C_k is
-the opposite event).
+``--classifier ovr`` (PGAN): K one-vs-rest heads, head k's logit c_k(x) says "x comes from the
+other generators G_-k"; MGAN's variants (``softmax``, ``one-vs-all``, ``pairwise``) are in
+:mod:`sharedgan.losses`, which holds every objective.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from ..buffer import SlotBuffer
 from ..config import TrainConfig
-from ..losses import classifier_loss, generator_c_term, input_gradient
+from ..losses import classifier_step_terms, classifier_term, input_gradient
 from ..models import ModelSpec
 from . import CPU, RoleState, check_finite, make_model, make_optimizer
 
@@ -35,10 +36,15 @@ class ClassifierRole(RoleState):
     lr_role = "classifier"
     name = "classifier"
 
-    def __init__(self, config: TrainConfig, spec: ModelSpec, device: torch.device = CPU):
+    def __init__(self, config: TrainConfig, spec: ModelSpec, device: torch.device = CPU,
+                 discriminator: torch.nn.Module | None = None):
+        """``discriminator``: D's model, whose trunk C shares with ``--shared-trunk`` (C then lives
+        in D's process). C's steps train its head and the shared trunk, as MGAN's summed D and C
+        loss does; D's steps train the trunk too. Each optimiser keeps its own moments."""
         self.config, self.device = config, device
-        self.net = make_model(config, "classifier", spec).to(device)
-        self.opt = make_optimizer(config, "classifier", self.net.parameters())
+        self.net = make_model(config, "classifier", spec, discriminator=discriminator).to(device)
+        trunk = list(discriminator.trunk.parameters()) if config.shared_trunk else []
+        self.opt = make_optimizer(config, "classifier", list(self.net.parameters()) + trunk)
 
     def serve_slot(self, buf: SlotBuffer, k: int, round_index: int) -> float:
         """Lines 33–37 for slot k: update head k on the other slots ("real") against slot k
@@ -68,14 +74,9 @@ class ClassifierRole(RoleState):
                     samples = cache.take(buf, k, n)
             seen = cache.seen.clone()
         self.set_round(min(n for _, n in jobs), lr_scale)
-        heads = torch.arange(K)
-        logits = self.net(samples.reshape(K * m, *samples.shape[2:]).to(self.device)).reshape(K, m, K)
-        losses = []
-        for k in slots:
-            others = (seen & (heads != k)).to(logits.device)
-            if bool(others.any()):  # (async: a process's very first slot has no others to contrast)
-                own = logits[:, :, k]  # head k on every slot: [K, m]
-                losses.append(classifier_loss(own[others], own[k]))
+        kind = self.config.classifier
+        logits = self.net(samples.reshape(K * m, *samples.shape[2:]).to(self.device)).reshape(K, m, -1)
+        losses = classifier_step_terms(kind, logits, slots, seen)
         if losses:
             loss = torch.stack(losses).sum()
             check_finite(self.name, jobs[0][1], "its loss", loss.detach())
@@ -85,15 +86,15 @@ class ClassifierRole(RoleState):
 
         with self.copying():
             x = samples[slots].to(self.device, copy=True).requires_grad_(True)
-        index = torch.arange(len(slots), device=self.device)
-        own = self.net(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m, K)[index, :, torch.tensor(slots, device=self.device)]
-        terms = torch.stack([generator_c_term(own[i]) for i in range(len(slots))])
+        out = self.net(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m, -1)
+        per_sample = torch.stack([classifier_term(kind, out[i], k, K) for i, k in enumerate(slots)])  # [g, m]
+        terms = per_sample.mean(dim=1)  # each slot's C term of J^{G_k}, without β
         grad = input_gradient(terms.sum(), x)
         check_finite(self.name, jobs[0][1], "its gradient for the slots", grad)
         with self.copying():
             for i, (k, n) in enumerate(jobs):
                 buf.c_grad[k].copy_(grad[i])
-                buf.c_score[k].copy_(own[i].detach())
+                buf.c_score[k].copy_(per_sample[i].detach())
                 buf.c_term[k] = terms[i].item()
                 buf.c_round[k] = n
         return float(torch.stack(losses).detach().mean()) if losses else 0.0

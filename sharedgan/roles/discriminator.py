@@ -7,7 +7,7 @@ from .. import faults
 from ..buffer import SlotBuffer
 from ..config import TrainConfig
 from ..data import GaussianMixture
-from ..losses import discriminator_loss, generator_d_term, input_gradient
+from ..losses import discriminator_loss, feature_matching, generator_d_term, input_gradient
 from ..models import ModelSpec
 from ..seeding import stream
 from . import CPU, RoleState, check_finite, make_model, make_optimizer
@@ -22,6 +22,7 @@ class DiscriminatorRole(RoleState):
         self.net = make_model(config, "discriminator", spec).to(device)
         self.opt = make_optimizer(config, "discriminator", self.net.parameters())
         self._fake_logits: torch.Tensor | None = None
+        self.partner = None  # --shared-trunk: the classifier role on this D's trunk, run in D's process
 
     def validate(self, buf: SlotBuffer, k: int, round_index: int) -> None:
         """Lines 23–25: score slot k with D *before* this slot's update and save the error: the
@@ -54,13 +55,12 @@ class DiscriminatorRole(RoleState):
         for k, n in jobs:
             if int(buf.sample_round[k]) != n:
                 raise RuntimeError(f"discriminator: slot {k} holds round {int(buf.sample_round[k])}, expected {n}")
-        slots, m = [k for k, _ in jobs], self.config.batch_size
+        slots = [k for k, _ in jobs]
         # A private copy: every field is a view of one flat storage with one autograd version
         # counter, so writing d_grad below would otherwise invalidate the graph kept for the update.
         with self.copying():
             x = buf.sample[slots].to(self.device, copy=True).requires_grad_(True)
-        logits = self.net(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m)
-        terms = [generator_d_term(logits[i], self.config.threshold, self.config.generator_loss) for i in range(len(slots))]
+        logits, terms = self._generator_terms(x, jobs)
         # slot i's samples appear in term i only, so the gradient of the sum is every slot's own error
         grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)
         check_finite(self.name, jobs[0][1], f"its gradient for slot{'s' * (len(slots) > 1)} {', '.join(map(str, slots))}", grad)
@@ -78,9 +78,32 @@ class DiscriminatorRole(RoleState):
         """One step on −J^D over the validated slots and the real batches Algorithm 1 would draw
         for them (the learning rate of the earliest round, times ``lr_scale``)."""
         self.set_round(min(n for _, n in jobs), lr_scale)
-        m = self.config.batch_size
-        return self._step(jobs[0][1], torch.cat([self.dataset.sample(m, stream(self.config.seed, "real", k, n))
-                                                 for k, n in jobs]))
+        return self._step(jobs[0][1], torch.cat([self._real(k, n) for k, n in jobs]))
+
+    def _real(self, k: int, n: int) -> torch.Tensor:
+        """The m real samples Algorithm 1 draws against slot k in round n (their own stream)."""
+        return self.dataset.sample(self.config.batch_size, stream(self.config.seed, "real", k, n))
+
+    def _generator_terms(self, x: torch.Tensor, jobs: list[tuple[int, int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """D's logits [g, m] for the slots' samples x [g, m, ...], and each slot's D term of J^{G_k}:
+        ``--generator-loss``'s term, replaced by or plus feature matching (Improved GAN §3.1),
+        ‖E_data f(x) − E_{G_k} f(x)‖², f D's last hidden layer and E_data over the slot's real batch."""
+        g, m, fm = len(jobs), self.config.batch_size, self.config.feature_matching
+        flat = x.reshape(g * m, *x.shape[2:])
+        if fm == "off":
+            logits = self.net(flat).reshape(g, m)
+        else:
+            logits, features = self.net.forward_features(flat)
+            logits, features = logits.reshape(g, m), features.reshape(g, m, -1)
+            with torch.no_grad():
+                real = torch.cat([self._real(k, n) for k, n in jobs]).to(self.device)
+                real_mean = self.net.forward_features(real)[1].reshape(g, m, -1).mean(1)
+            matching = [feature_matching(real_mean[i], features[i]) for i in range(g)]
+        terms = []
+        for i in range(g):
+            term = generator_d_term(logits[i], self.config.threshold, self.config.generator_loss) if fm != "replace" else 0.0
+            terms.append(term + matching[i] if fm != "off" else term)
+        return logits, terms
 
     def validate_all(self, buf: SlotBuffer, round_index: int) -> None:
         """Engine "batched": all K slots of the round with the D of the round's start."""

@@ -7,7 +7,7 @@ from ..beta_schedule import BetaSchedule, loss_gaps
 from ..buffer import SlotBuffer
 from .. import faults
 from ..config import TrainConfig
-from ..models import ModelSpec
+from ..models import FactoryError, ModelSpec
 from ..seeding import stream
 from . import CPU, RoleState, check_finite, make_model, make_optimizer
 
@@ -19,13 +19,76 @@ def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> tor
     return torch.randn((n, noise_dim), generator=gen)
 
 
+def make_body(config: TrainConfig, spec: ModelSpec) -> torch.nn.Module:
+    """``--share-generator-body``: the layers every generator shares, from a stream of their own."""
+    net = make_model(config, "generator", spec, stream_name="generator-body")
+    if not isinstance(getattr(net, "body", None), torch.nn.Module) or not isinstance(getattr(net, "first", None), torch.nn.Module):
+        raise FactoryError("--share-generator-body needs a generator with .first and .body modules, forward = "
+                           "body(first(z)) (the built-in standard generators; not sdeconv or --virtual-batch-norm)")
+    return net.body
+
+
+def take_body_gradient(body: torch.nn.Module, grads: torch.Tensor, k: int) -> None:
+    """--share-generator-body: move generator k's body gradient (what its backward left in .grad)
+    into row k of ``grads``, leaving the body's .grad empty for the next generator."""
+    params = list(body.parameters())
+    with torch.no_grad():
+        grads[k].copy_(torch.cat([p.grad.reshape(-1) for p in params]).to(grads.device))
+    for p in params:
+        p.grad = None
+
+
+class SharedBody(RoleState):
+    """``--share-generator-body`` (MGAN §3): the body every generator runs after its own first
+    layer. Each round, every generator back-propagates its own J^{G_k} through the body; the body
+    then takes one step on the sum of those K gradients, added in the order k = 0, 1, …, K − 1.
+    That is the gradient of Σ_k J^{G_k}, MGAN's objective for the generators, and a fixed order
+    keeps float addition, and so the engines, bit-for-bit equal. Generator 0 owns the step (and
+    saves the body's optimiser); in the parallel engine the body lives in the buffer's parameter
+    region, which every generator process reads, and the K gradients in a [K, P] region beside it."""
+
+    lr_role = "generator"
+    name = "generator-body"
+
+    def __init__(self, config: TrainConfig, body: torch.nn.Module):
+        self.config, self.net = config, body
+        self.opt = make_optimizer(config, "generator", body.parameters())
+
+    def apply(self, grads: torch.Tensor, round_index: int) -> None:
+        """One step on the sum of the K gradients in ``grads``, added in order."""
+        total = grads[0].clone()
+        for j in range(1, grads.shape[0]):
+            total += grads[j]
+        check_finite(self.name, round_index, "its gradient", total)
+        offset = 0
+        for p in self.net.parameters():
+            p.grad = total[offset:offset + p.numel()].view_as(p).to(p.device).clone()
+            offset += p.numel()
+        self.set_round(round_index)
+        self.step()
+        for p in self.net.parameters():  # the next round's backward must start from nothing
+            p.grad = None
+
+    def gradient_size(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+
 class GeneratorRole(RoleState):
     lr_role = "generator"
-    def __init__(self, config: TrainConfig, spec: ModelSpec, k: int, device: torch.device = CPU):
+
+    def __init__(self, config: TrainConfig, spec: ModelSpec, k: int, device: torch.device = CPU,
+                 body: torch.nn.Module | None = None):
+        """``body``: the shared body (``--share-generator-body``); this generator's optimiser then
+        steps its first layer only, and generator 0 carries the body's step (:class:`SharedBody`)."""
         self.config, self.spec, self.k, self.device = config, spec, k, device
         self.name = f"generator-{k}"
         self.net = make_model(config, "generator", spec, k).to(device)
-        self.opt = make_optimizer(config, "generator", self.net.parameters())
+        self.body: SharedBody | None = None
+        if body is not None:
+            self.net.body = body
+            self.body = SharedBody(config, body) if k == 0 else None
+        own = self.net.first.parameters() if body is not None else self.net.parameters()
+        self.opt = make_optimizer(config, "generator", own)
         self.schedule = BetaSchedule(config.beta_schedule, config.beta0, config.decay, config.beta_tau)
         self._sample: torch.Tensor | None = None  # the batch of this round, with its graph
         self.last_stats = (0.0, 0.0)  # (J^{G_k}, β_k) of the last update, what the others' β reads
@@ -111,11 +174,16 @@ class GeneratorRole(RoleState):
             self._publish_stats(buf, round_index - 1)
 
     def state_dict(self, round_index: int) -> dict:
-        return {**super().state_dict(round_index), "stats": torch.tensor(self.last_stats, dtype=torch.float64)}
+        state = {**super().state_dict(round_index), "stats": torch.tensor(self.last_stats, dtype=torch.float64)}
+        if self.body is not None:
+            state["body"] = self.body.state_dict(round_index)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.last_stats = tuple(float(v) for v in state["stats"])
+        if self.body is not None:
+            self.body.load_state_dict(state["body"])
 
     @torch.no_grad()
     def write_eval(self, buf: SlotBuffer, round_index: int) -> None:
