@@ -132,19 +132,23 @@ class ParameterRegion:
       a reader that sees it odd, or changed across its read, keeps its own parameters this time.
     """
 
-    def __init__(self, values: torch.Tensor, version: torch.Tensor):
-        self.values, self.version = values, version
+    def __init__(self, values: torch.Tensor, version: torch.Tensor, buffers: bool = True):
+        """``buffers``: share the float buffers (batch-norm statistics) too; a shared generator
+        body shares its parameters only, each generator keeping statistics of its own batches."""
+        self.values, self.version, self.buffers = values, version, buffers
         self.pulled = 0  # the version this process last loaded
 
     @classmethod
-    def for_model(cls, net: torch.nn.Module, device: str | torch.device = "cpu", shared: bool = True) -> "ParameterRegion":
-        values = torch.cat([t.detach().reshape(-1).float() for t in _state_tensors(net)]).to(device)
+    def for_model(cls, net: torch.nn.Module, device: str | torch.device = "cpu", shared: bool = True,
+                  buffers: bool = True) -> "ParameterRegion":
+        tensors = _state_tensors(net) if buffers else list(net.parameters())
+        values = torch.cat([t.detach().reshape(-1).float() for t in tensors]).to(device)
         version = torch.zeros(1, dtype=torch.int64, device="cpu")
         if shared:
             version.share_memory_()
             if values.device.type == "cpu":
                 values.share_memory_()
-        return cls(values, version)
+        return cls(values, version, buffers)
 
     def handle(self) -> tuple:
         return (self.values, self.version)
@@ -156,7 +160,7 @@ class ParameterRegion:
     def _views(self, net: torch.nn.Module, values: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(model tensor, its part of ``values``: the region, or a snapshot of it) in order."""
         values = self.values if values is None else values
-        tensors = _state_tensors(net)
+        tensors = _state_tensors(net) if self.buffers else list(net.parameters())
         total = sum(t.numel() for t in tensors)
         if total != values.numel():
             raise ValueError(f"parameter region holds {values.numel()} values, the model has {total}")

@@ -215,6 +215,8 @@ class TrainConfig:
              "--share-generator-body works with --engine sequential, batched or parallel (its body steps once per round)")
         need(not (self.share_generator_body and self.on_failure == "respawn"),
              "--share-generator-body steps the body in generator 0; use --on-failure stop with it (and --resume after a failure)")
+        need(not (self.share_generator_body and self.devices),
+             "--share-generator-body keeps the one body on --device; drop --devices")
         need(not (self.share_generator_body and (self.generator == "sdeconv" or self.virtual_batch_norm)),
              "--share-generator-body works with the standard generator without --virtual-batch-norm")
         need(not (self.shared_trunk and self.on_failure == "respawn"),

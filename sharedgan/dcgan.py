@@ -63,8 +63,8 @@ class Generator(nn.Module):
                 continue
             if spec.virtual_batch_norm:
                 layers.append(VirtualBatchNorm(chans[i + 1]))
-            elif not stochastic:  # a body shared by K generators has no one batch to keep statistics of
-                layers.append(nn.BatchNorm2d(chans[i + 1], track_running_stats=not (spec.shared_body and i > 0)))
+            elif not stochastic:
+                layers.append(nn.BatchNorm2d(chans[i + 1]))
             layers.append(nn.PReLU(chans[i + 1], init=0.2) if stochastic else nn.ReLU(True))
         if stochastic:
             self.net = nn.ModuleList(layers)
@@ -99,13 +99,15 @@ class Critic(nn.Module):
     f(x), the trunk's output flattened, is what feature matching compares."""
 
     def __init__(self, spec: ModelSpec, outputs: int, minibatch: bool = False):
+        """``minibatch``: this is D (logits [m]; minibatch discrimination if the spec asks);
+        otherwise C with ``outputs`` logits [m, H]."""
         super().__init__()
         self.trunk, channels = trunk(spec)
         self.minibatch = (MinibatchDiscrimination(channels * 16, spec.minibatch_features, spec.minibatch_kernel_dim,
                                                   spec.batch_size) if minibatch and spec.minibatch_features else None)
         self.head = nn.Conv2d(channels, outputs, 4, 1, 0)
         self.extra = nn.Linear(spec.minibatch_features, outputs, bias=False) if self.minibatch is not None else None
-        self.outputs = outputs
+        self.is_discriminator = minibatch
         self.apply(init_dcgan)
 
     def features(self, x):
@@ -117,7 +119,7 @@ class Critic(nn.Module):
         logits = self.head(t).flatten(1)
         if self.minibatch is not None:  # o(x) joins f(x) in the last layer: a linear term of its own
             logits = logits + self.extra(self.minibatch(f))
-        return (logits.flatten() if self.outputs == 1 else logits), f
+        return (logits.flatten() if self.is_discriminator else logits), f
 
     def forward(self, x):
         return self.forward_features(x)[0]

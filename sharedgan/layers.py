@@ -64,7 +64,7 @@ class VirtualBatchNorm(nn.Module):
         w = 1.0 / (r + 1)
         mean, sq = (1 - w) * ref_mean + w * own_mean, (1 - w) * ref_sq + w * own_sq
         shape = [1, -1] + [1] * (x.dim() - 2)
-        out_ref = (ref - ref_mean) / torch.sqrt(ref_sq - ref_mean ** 2 + self.eps)
+        out_ref = (ref - ref_mean) / torch.sqrt((ref_sq - ref_mean ** 2).clamp(min=0) + self.eps)
         out_rest = (rest - mean) / torch.sqrt((sq - mean ** 2).clamp(min=0) + self.eps)
         return torch.cat([out_ref, out_rest]) * self.weight.view(shape) + self.bias.view(shape)
 

@@ -122,17 +122,15 @@ def classifier_term(kind: str, logits: torch.Tensor, g: int, k: int) -> torch.Te
     raise ValueError(f"unknown classifier {kind!r}; expected one of {', '.join(CLASSIFIERS)}")
 
 
-def generator_c_term(c: torch.Tensor, kind: str = "ovr", g: int = 0, k: int = 1) -> torch.Tensor:
-    """C's term of J^{G_g} without β, a batch mean. For ``ovr`` with c = c_g (logits [m]) this is
-    −E[log(1 − C_g(x))] = E[softplus(c_g(x))]: minimising it drives C_g(x) → 0, the generator
-    cooperates with C to be told apart from the others (slip 2 in the module doc). Other variants
-    take the whole logits [m, H] and read :func:`classifier_term`.
+def generator_c_term(c_own: torch.Tensor) -> torch.Tensor:
+    """``ovr``: C's term of J^{G_k} without β, −E[log(1 − C_k(x))] = E[softplus(c_k(x))] for
+    c_own = c_k(x) [m]. Minimising it drives C_k(x) → 0: the generator cooperates with C to be
+    told apart from the others (slip 2 in the module doc). The batch mean of
+    :func:`classifier_term`, which holds every variant.
 
-    J^{G_g} = generator_d_term + β_g · generator_c_term.
+    J^{G_k} = generator_d_term + β_k · generator_c_term.
     """
-    if c.dim() == 1:
-        return F.softplus(c).mean()
-    return classifier_term(kind, c, g, k).mean()
+    return F.softplus(c_own).mean()
 
 
 def classifier_loss(c_other: torch.Tensor, c_own: torch.Tensor) -> torch.Tensor:
@@ -151,8 +149,8 @@ def classifier_step_terms(kind: str, logits: torch.Tensor, slots: list[int], see
 
     * ``ovr``, ``one-vs-all``: head k of each k in ``slots``, on slot k against the seen others;
     * ``pairwise``: every pair (i, j) with i or j in ``slots`` and both seen, each pair once;
-    * ``softmax``: the K-way cross-entropy of every seen slot, one term per slot (the softmax ties
-      all heads together, so a step on any slot trains on every batch it has).
+    * ``softmax``: one term, the K-way cross-entropy averaged over every seen slot's batch (MGAN's
+      π_k = 1/K; the softmax ties all heads together, so a step on any slot trains on every batch).
 
     No term for a head with no other slot to contrast it with (the async C's very first slot).
     """
@@ -167,9 +165,9 @@ def classifier_step_terms(kind: str, logits: torch.Tensor, slots: list[int], see
             others = [j for j in seen_list if j != k]
             own = sign * logits[:, :, k]
             terms.append(classifier_loss(own[others], own[k]))
-    elif kind == "softmax":
-        for j in seen_list:
-            terms.append(F.cross_entropy(logits[j], torch.full((logits.shape[1],), j, device=logits.device)))
+    elif kind == "softmax":  # MGAN eq. 2's (1/K) Σ_k: the mean over the batches, one term
+        terms.append(torch.stack([F.cross_entropy(logits[j], torch.full((logits.shape[1],), j, device=logits.device))
+                                  for j in seen_list]).mean())
     elif kind == "pairwise":
         for i in seen_list:
             for j in seen_list:

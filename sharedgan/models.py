@@ -46,7 +46,6 @@ class ModelSpec:
     noise_prior: str = "normal"  # the prior the reference noise is drawn from
     bank: int = 8  # the stochastic generator's filters per bank
     stochastic_layers: int = 2  # the stochastic generator's deep layers that pick from a bank
-    shared_body: bool = False  # the generators share their body: its batch norm keeps no running statistics
 
     @property
     def heads(self) -> int:
@@ -137,13 +136,15 @@ class MLPCritic(nn.Module):
     what feature matching compares, then minibatch discrimination on f if asked, then the head."""
 
     def __init__(self, spec: ModelSpec, outputs: int, minibatch: bool):
+        """``minibatch``: this is D (one logit per sample, returned as [m]; minibatch
+        discrimination if the spec asks); otherwise C with ``outputs`` logits [m, H]."""
         super().__init__()
         n_in, h = math.prod(spec.sample_shape), spec.hidden
         self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(n_in, h), nn.LeakyReLU(0.2), nn.Linear(h, h), nn.LeakyReLU(0.2))
         self.minibatch = (MinibatchDiscrimination(h, spec.minibatch_features, spec.minibatch_kernel_dim, spec.batch_size)
                           if minibatch and spec.minibatch_features else None)
         self.head = nn.Linear(h + (spec.minibatch_features if self.minibatch else 0), outputs)
-        self.outputs = outputs
+        self.is_discriminator = minibatch
 
     def features(self, x):
         return self.trunk(x)
@@ -151,7 +152,7 @@ class MLPCritic(nn.Module):
     def forward_features(self, x):
         f = self.trunk(x)
         logits = self.head(torch.cat([f, self.minibatch(f)], 1) if self.minibatch is not None else f)
-        return (logits.flatten() if self.outputs == 1 else logits), f
+        return (logits.flatten() if self.is_discriminator else logits), f
 
     def forward(self, x):
         return self.forward_features(x)[0]
@@ -177,9 +178,10 @@ def shared_trunk_head(discriminator: nn.Module, spec: ModelSpec) -> SharedTrunkH
         raise FactoryError("--shared-trunk needs a discriminator with a .trunk module and .features(x) "
                            "(the built-in models have them)")
     was_training = discriminator.training
-    discriminator.eval()
+    discriminator.eval()  # so the probe never touches D's batch-norm statistics
     with torch.no_grad():
-        width = discriminator.features(torch.zeros(2, *spec.sample_shape)).flatten(1).shape[1]
+        probe = torch.zeros(2, *spec.sample_shape, device=next(discriminator.parameters()).device)
+        width = discriminator.features(probe).flatten(1).shape[1]
     discriminator.train(was_training)
     return SharedTrunkHead(discriminator, width, spec.heads)
 

@@ -241,7 +241,7 @@ class Outbox:
         is gone or stuck: a required signal then raises, an optional one is counted as dropped.
         ``as_role``: sign as another role (C's signals from D's process with ``--shared-trunk``)."""
         try:
-            self.sockets[to].send(encode(self.token, kind, as_role or self.role, slot, round, values), zmq.NOBLOCK)
+            self.sockets[to].send(encode(self.token, kind, self.role if as_role is None else as_role, slot, round, values), zmq.NOBLOCK)
         except zmq.Again:
             self.dropped += 1
             if required:

@@ -19,7 +19,7 @@ from .metrics import ModeReport, mode_report
 from .models import FactoryError, factory_reference
 from .record import RunRecorder, read_run_file
 from .roles import dataset_of, make_model, model_spec
-from .roles.generator import prior_noise
+from .roles.generator import make_body, prior_noise
 from .seeding import stream
 
 log = logging.getLogger("sharedgan")
@@ -96,11 +96,13 @@ def _check_factories(config: TrainConfig) -> None:
         except FactoryError as exc:
             raise ConfigError(str(exc)) from None
     spec = model_spec(config)
-    for role in ("generator", "discriminator") + (("classifier",) if config.k > 1 else ()):
-        try:
+    try:
+        for role in ("generator", "discriminator") + (("classifier",) if config.k > 1 else ()):
             make_model(config, role, spec)
-        except FactoryError as exc:
-            raise ConfigError(str(exc)) from None
+        if config.share_generator_body:
+            make_body(config, spec)
+    except FactoryError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainConfig:

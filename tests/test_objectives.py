@@ -85,8 +85,12 @@ def test_pairwise_step_trains_every_pair_once():
 def test_softmax_and_one_vs_all_steps_by_hand():
     seen = torch.ones(2, dtype=torch.bool)
     logits = torch.zeros(2, 1, 2)
-    # softmax: cross-entropy of each slot's batch with its own label; logits 0 → ln 2 each
-    assert [t.item() for t in losses.classifier_step_terms("softmax", logits, [0], seen)] == pytest.approx([LN2, LN2])
+    # softmax: the cross-entropy of each slot's batch with its own label, averaged (π_k = 1/K);
+    # logits 0 → ln 2 each. Batch 1 with c = [0, ln 3] → −log(1/4) and −log(3/4) for the two labels
+    assert [t.item() for t in losses.classifier_step_terms("softmax", logits, [0], seen)] == pytest.approx([LN2])
+    tilted = torch.tensor([[[0.0, 0.0]], [[0.0, math.log(3.0)]]])
+    (mean_ce,) = losses.classifier_step_terms("softmax", tilted, [0], seen)
+    assert mean_ce.item() == pytest.approx((LN2 + math.log(4 / 3)) / 2, abs=1e-6)
     # one-vs-all head 0: −log σ(c_0) on G_0, −log(1 − σ(c_0)) on G_1; with c_0 = 1 on both
     logits[:, :, 0] = 1.0
     (head0,) = losses.classifier_step_terms("one-vs-all", logits, [0], seen)
@@ -191,3 +195,16 @@ def test_sdeconv_generator_uses_prelu_and_weight_norm():
     w = stochastic[0].weights()  # weight norm: each filter's norm is its g
     assert torch.allclose(w.norm(dim=2, keepdim=True), stochastic[0].g, atol=1e-5)
     assert net(torch.randn(10, 2)).shape == (10, 2)
+
+
+def test_pairwise_with_two_generators_has_one_head():
+    config = TrainConfig(k=2, classifier="pairwise").validate()
+    net = make_model(config, "classifier", model_spec(config))
+    assert net(torch.zeros(5, 2)).shape == (5, 1)  # one pair: [m, 1], not flattened like D's [m]
+
+
+def test_virtual_batch_norm_stays_finite_on_a_near_constant_channel():
+    vbn = VirtualBatchNorm(1, reference_size=64)
+    for seed in range(50):  # float32 cancellation can make ref_sq − ref_mean² slightly negative
+        x = 300 + 1e-3 * torch.randn(80, 1, generator=torch.Generator().manual_seed(seed))
+        assert torch.isfinite(vbn(x)).all()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sharedgan import TrainConfig, checkpoint, resume, train
+from sharedgan.record import read_run_file
 from sharedgan.roles import model_spec
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.roles.classifier import ClassifierRole
@@ -27,6 +28,8 @@ def runs(tmp_path_factory):
 
 def test_engines_agree_and_c_runs_in_ds_process(runs, leak_check):
     assert_same_run(runs["sequential"], runs["parallel"], TrainConfig(**BASE).roles)
+    data = read_run_file(runs["parallel"] / "run.h5")  # C's time is reported as C's, apart from D's
+    assert (data["time/classifier/compute"] > 0).all() and (data["time/discriminator/compute"] > 0).all()
     processes = json.loads((runs["parallel"] / "processes.json").read_text())
     assert "classifier" not in processes and "discriminator" in processes  # one process for D and C
     assert TrainConfig(**BASE).processes == ["generator-0", "generator-1", "generator-2", "discriminator"]
@@ -100,3 +103,26 @@ def test_unsupported_combinations_are_refused(options, message):
     from sharedgan import ConfigError
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**options).validate()
+
+
+def test_a_tied_body_shares_parameters_and_keeps_its_own_statistics():
+    from sharedgan.roles.generator import tied_copy
+    body = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    twin = tied_copy(body)
+    assert all(a is b for a, b in zip(body.parameters(), twin.parameters()))
+    twin(torch.randn(8, 3) * 5)  # a training-mode pass updates the twin's running statistics only
+    assert not torch.equal(twin[1].running_mean, body[1].running_mean)
+
+
+def test_building_a_shared_head_leaves_ds_batch_norm_statistics_alone(tmp_path):
+    from sharedgan.roles import make_model
+    config = TrainConfig(k=2, dataset="mnist", width=4, shared_trunk=True)
+    config.noise_dim, config.eval_samples = 100, 8
+    for role in ("generator", "discriminator", "classifier"):
+        setattr(config, f"{role}_factory", f"sharedgan.dcgan:{role}")
+    from sharedgan.models import ModelSpec
+    spec = ModelSpec((1, 32, 32), 100, 2, width=4)
+    disc = make_model(config, "discriminator", spec)
+    before = {k: v.clone() for k, v in disc.state_dict().items()}
+    make_model(config, "classifier", spec, discriminator=disc)
+    assert all(torch.equal(before[k], v) for k, v in disc.state_dict().items())

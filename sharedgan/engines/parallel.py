@@ -73,7 +73,7 @@ class Supervisor:
         self.regions: dict = {}  # the parameter regions of replicated D and C (engine async), of a shared generator body
         if config.share_generator_body:  # one body for every generator process, and a row for each one's gradient
             body = make_body(config, spec)
-            self._body = ParameterRegion.for_model(body, devices.buffer_device(config))
+            self._body = ParameterRegion.for_model(body, devices.buffer_device(config), buffers=False)
             self._body_grads = torch.zeros(config.k, sum(p.numel() for p in body.parameters()),
                                            device=devices.buffer_device(config))
             if self._body_grads.device.type == "cpu":
@@ -156,7 +156,7 @@ class Supervisor:
                 self.recorder.write()
                 self._checkpoint_complete(msg.round)
         elif kind == Kind.DIVERGED:
-            self._fail(RoleFailed(name, None, self.group.logs[name],
+            self._fail(RoleFailed(name, None, self.group.logs.get(name, self.group.logs.get("discriminator")),
                                   f"{name} diverged at round {msg.round}: NaN or Inf in its "
                                   f"{DIVERGENCE_KINDS[int(msg.values[0])]}"))
         elif kind == Kind.WRITE_FAILED:

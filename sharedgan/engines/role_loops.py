@@ -67,6 +67,7 @@ class Links:
         self.first_round = 0
         self.epoch = 0  # a respawned role starts in the epoch of the resync that brought it back
         self.devices: tuple = ()  # the role's and the buffer's: CUDA work on them is settled before a signal
+        self.aside = 0.0  # seconds of this round spent on another role's work (C's, in D's process), not this role's
         mailbox.watchdog = self.tick
 
     def tick(self) -> None:
@@ -115,7 +116,8 @@ def run_rounds(links: Links, role: RoleState, buf: SlotBuffer, one_round: Callab
             start, waited, copied = time.perf_counter(), links.mailbox.waited, role.copy_seconds
             final = one_round(n)
             wait, copy = links.mailbox.waited - waited, role.copy_seconds - copied
-            compute = time.perf_counter() - start - wait - copy
+            compute = time.perf_counter() - start - wait - copy - links.aside
+            links.aside = 0.0
             links.send("runner", Kind.TIMES, links.outbox.slot, n, (compute, wait, copy))
             if final:
                 return
@@ -192,7 +194,11 @@ def _discriminator(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
 
     def one_round(n: int) -> bool:
         final = d_round(n)
+        start, copied = time.perf_counter(), role.partner.copy_seconds
         _serve_classifier(config, run_dir, buf, c_send, role.partner, n, final)
+        spent, copy = time.perf_counter() - start, role.partner.copy_seconds - copied
+        links.aside += spent  # C's time is C's, not D's
+        c_send("runner", Kind.TIMES, -1, n, (spent - copy, 0.0, copy))
         _save_discriminator(config, run_dir, links, role, n, final)  # after C's steps moved the trunk
         return final
 
@@ -289,7 +295,7 @@ def _build(name: str, config: TrainConfig, device: torch.device, regions: dict) 
         # --share-generator-body: the body's parameters are views of the buffer's parameter region
         values, version, grads = regions["generator-body"]
         body = make_body(config, spec).to(device)
-        ParameterRegion(values, version).bind(body)
+        ParameterRegion(values, version, buffers=False).bind(body)
         role = GeneratorRole(config, spec, k, device, body)
         peers = generators if k == 0 else ["generator-0"]
         return role, partial(_generator, body_grads=grads), Role.GENERATOR, k, ["runner", "discriminator"] + classifier + peers
@@ -343,7 +349,8 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
             loop(config, Path(run_dir), buf, links, role)
         except Diverged as exc:
             log.error("%s", exc)
-            links.send("runner", Kind.DIVERGED, slot, exc.round, (exc.code,))
+            signer = Role.CLASSIFIER if exc.role == "classifier" else None  # C in D's process (--shared-trunk)
+            links.send("runner", Kind.DIVERGED, slot, exc.round, (exc.code,), as_role=signer)
             code, linger = EXIT_DIVERGED, FINAL_LINGER_MS
         except checkpoint.WriteFailed as exc:
             log.error("%s", exc)

@@ -32,7 +32,7 @@ def model_spec(config: TrainConfig, dataset=None) -> ModelSpec:
                      classifier_outputs=classifier_outputs(config.classifier, config.k), batch_size=config.batch_size,
                      minibatch_features=config.minibatch_features, minibatch_kernel_dim=config.minibatch_kernel_dim,
                      virtual_batch_norm=config.virtual_batch_norm, noise_prior=config.noise, bank=config.bank,
-                     stochastic_layers=config.stochastic_layers, shared_body=config.share_generator_body)
+                     stochastic_layers=config.stochastic_layers)
 
 
 def make_optimizer(config: TrainConfig, role: str, params) -> torch.optim.Optimizer:
@@ -61,11 +61,14 @@ def make_model(config: TrainConfig, role: str, spec: ModelSpec, index: int = 0,
     if role == "discriminator" and config.feature_matching != "off" and not callable(getattr(net, "forward_features", None)):
         raise FactoryError(f"--feature-matching needs a discriminator with forward_features(x) -> (logits, features); "
                            f"{config.discriminator_factory} has none (the built-in models do)")
-    was_training = net.training
-    net.eval()  # so a probe never touches batch-norm statistics
+    probed = [net] + ([discriminator] if role == "classifier" and config.shared_trunk else [])
+    was_training = [m.training for m in probed]
+    for m in probed:
+        m.eval()  # so a probe never touches batch-norm statistics (D's too, under a shared head)
     with torch.no_grad():
         check_output(role, net(probe_in), 2, spec)
-    net.train(was_training)
+    for m, mode in zip(probed, was_training):
+        m.train(mode)
     return net
 
 
@@ -126,7 +129,7 @@ class RoleState:
         if weight <= 0:
             self.opt.step()
             return
-        params = [p for group in self.opt.param_groups for p in group["params"]]  # what this role steps
+        params = self._own_stepped()
         if self._history is None:
             self._history = (1, [p.detach().clone() for p in params])
         t, means = self._history
@@ -139,6 +142,13 @@ class RoleState:
             for p, mean in zip(params, means):
                 mean.add_((p - mean) / (t + 1))  # the running mean over t + 1 parameter values
         self._history = (t + 1, means)
+
+    def _own_stepped(self) -> list[torch.Tensor]:
+        """The parameters this role's optimiser steps that are its own model's: not a shared body
+        (stepped by generator 0) nor D's trunk (which C also steps, with --shared-trunk), so a
+        shared parameter is averaged once."""
+        own = {id(p) for p in self.net.parameters()}
+        return [p for group in self.opt.param_groups for p in group["params"] if id(p) in own]
 
     def state_dict(self, round_index: int) -> dict:
         """The state after ``round_index``; refuses to hand out non-finite parameters, so a

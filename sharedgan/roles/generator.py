@@ -1,6 +1,8 @@
 """Generator k: writes a batch into slot k, then back-propagates the errors D and C wrote there."""
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from ..beta_schedule import BetaSchedule, loss_gaps
@@ -28,6 +30,19 @@ def make_body(config: TrainConfig, spec: ModelSpec) -> torch.nn.Module:
     return net.body
 
 
+def tied_copy(body: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``body`` whose parameters *are* ``body``'s and whose buffers (batch-norm running
+    statistics) are its own: each generator normalises its evaluation samples with statistics of
+    its own batches, and a sample never depends on the rest of its batch."""
+    twin = copy.deepcopy(body)
+    for name, module in twin.named_modules():
+        source = body.get_submodule(name)
+        for pname, param in module._parameters.items():
+            if param is not None:
+                module._parameters[pname] = source._parameters[pname]
+    return twin
+
+
 def take_body_gradient(body: torch.nn.Module, grads: torch.Tensor, k: int) -> None:
     """--share-generator-body: move generator k's body gradient (what its backward left in .grad)
     into row k of ``grads``, leaving the body's .grad empty for the next generator."""
@@ -44,8 +59,9 @@ class SharedBody(RoleState):
     then takes one step on the sum of those K gradients, added in the order k = 0, 1, …, K − 1.
     That is the gradient of Σ_k J^{G_k}, MGAN's objective for the generators, and a fixed order
     keeps float addition, and so the engines, bit-for-bit equal. Generator 0 owns the step (and
-    saves the body's optimiser); in the parallel engine the body lives in the buffer's parameter
-    region, which every generator process reads, and the K gradients in a [K, P] region beside it."""
+    saves the body's optimiser); in the parallel engine the body's parameters live in the buffer's
+    parameter region, which every generator process reads, and the K gradients in a [K, P] region
+    beside it. Batch-norm running statistics stay each generator's own (:func:`tied_copy`)."""
 
     lr_role = "generator"
     name = "generator-body"
@@ -85,7 +101,7 @@ class GeneratorRole(RoleState):
         self.net = make_model(config, "generator", spec, k).to(device)
         self.body: SharedBody | None = None
         if body is not None:
-            self.net.body = body
+            self.net.body = body if k == 0 else tied_copy(body)
             self.body = SharedBody(config, body) if k == 0 else None
         own = self.net.first.parameters() if body is not None else self.net.parameters()
         self.opt = make_optimizer(config, "generator", own)
