@@ -19,7 +19,7 @@ from __future__ import annotations
 from torch import nn
 
 from .layers import MinibatchDiscrimination, StochasticConvTranspose2d, VirtualBatchNorm, route
-from .models import FactoryError, ModelSpec, with_reference_batch
+from .models import FactoryError, ModelSpec, rename_legacy_keys, with_reference_batch
 
 
 def _stages(spec: ModelSpec) -> int:
@@ -71,6 +71,13 @@ class Generator(nn.Module):
         else:  # the first layer (with its norm and activation), and the body (--share-generator-body)
             self.first, self.body = nn.Sequential(*layers[:3]), nn.Sequential(*layers[3:])
             self.apply(init_dcgan)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if not hasattr(self, "net"):  # runs written before 2026-11-23 kept these layers in one list
+            renames = {f"net.{i}.": f"first.{i}." for i in range(3)}
+            renames.update({f"net.{i}.": f"body.{i - 3}." for i in range(3, len(self.body) + 3)})
+            rename_legacy_keys(state_dict, prefix, renames)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, z):
         h, depth = z.view(z.shape[0], -1, 1, 1), 0

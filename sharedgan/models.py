@@ -75,6 +75,17 @@ def with_reference_batch(body: nn.Module, spec: ModelSpec) -> nn.Module:
     return ReferenceBatch(body, spec.noise_dim, spec.noise_prior) if spec.virtual_batch_norm else body
 
 
+def rename_legacy_keys(state_dict: dict, prefix: str, renames: dict[str, str]) -> None:
+    """Checkpoints written before a model was restructured keep loading: rename each key that
+    starts with ``prefix + old`` to ``prefix + new`` (called from ``_load_from_state_dict``, which
+    torch runs on a parent before its children)."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        for old, new in renames.items():
+            if key.startswith(prefix + old):
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+                break
+
+
 class SplitGenerator(nn.Module):
     """A generator as its first layer and the rest, its body: ``--share-generator-body`` (MGAN)
     gives every generator its own first layer and one body shared by all."""
@@ -85,6 +96,11 @@ class SplitGenerator(nn.Module):
 
     def forward(self, z):
         return self.body(self.first(z))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs written before 2026-11-23 saved the MLP generator as Sequential(mlp, reshape)
+        rename_legacy_keys(state_dict, prefix, {"0.0.": "first.0.", "0.2.": "body.0.", "0.4.": "body.2."})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def mlp_generator(spec: ModelSpec) -> nn.Module:
@@ -156,6 +172,11 @@ class MLPCritic(nn.Module):
 
     def forward(self, x):
         return self.forward_features(x)[0]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # runs written before 2026-11-23 saved the MLP critics as Sequential(flatten, mlp, flatten)
+        rename_legacy_keys(state_dict, prefix, {"1.0.": "trunk.1.", "1.2.": "trunk.3.", "1.4.": "head."})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class SharedTrunkHead(nn.Module):

@@ -256,7 +256,11 @@ class Run:
         self.generators = []
         for k in range(self.config.k):
             net = make_model(self.config, "generator", spec, k)
-            net.load_state_dict(checkpoint.load_role(self.checkpoint, f"generator-{k}")["model"])
+            try:
+                net.load_state_dict(checkpoint.load_role(self.checkpoint, f"generator-{k}")["model"])
+            except (RuntimeError, KeyError) as exc:
+                raise ConfigError(f"checkpoint {self.checkpoint} does not fit this run's generator "
+                                  f"({str(exc).splitlines()[0]}); use the sharedgan and models that made it") from None
             net.eval()
             self.generators.append(net)
 

@@ -208,3 +208,30 @@ def test_virtual_batch_norm_stays_finite_on_a_near_constant_channel():
     for seed in range(50):  # float32 cancellation can make ref_sq − ref_mean² slightly negative
         x = 300 + 1e-3 * torch.randn(80, 1, generator=torch.Generator().manual_seed(seed))
         assert torch.isfinite(vbn(x)).all()
+
+
+def test_checkpoints_of_the_earlier_model_layout_still_load():
+    """Runs written before the models exposed first/body and trunk/head keep loading."""
+    from torch import nn
+    from sharedgan import dcgan
+    from sharedgan.models import mlp, mlp_discriminator, mlp_generator
+    spec = ModelSpec((2,), 2, 3, 16)
+    torch.manual_seed(0)
+    old_g = nn.Sequential(mlp(2, 16, 2), nn.Flatten())  # the earlier generator: Sequential(mlp, reshape)
+    new_g = mlp_generator(spec)
+    new_g.load_state_dict(old_g.state_dict())
+    z = torch.randn(4, 2)
+    assert torch.equal(new_g(z), old_g(z))
+    old_d = nn.Sequential(nn.Flatten(), mlp(2, 16, 1), nn.Flatten(0))
+    new_d = mlp_discriminator(spec)
+    new_d.load_state_dict(old_d.state_dict())
+    assert torch.equal(new_d(z), old_d(z))
+    image = ModelSpec((3, 32, 32), 100, 2, width=4)
+    g = dcgan.generator(image)
+    legacy = {("net." + str(int(k.split(".")[1]) + (3 if k.startswith("body") else 0)) + "." + k.split(".", 2)[2]): v
+              for k, v in g.state_dict().items()}
+    fresh = dcgan.generator(image)
+    fresh.load_state_dict(legacy)
+    fresh.eval(), g.eval()
+    z = torch.randn(2, 100)
+    assert torch.equal(fresh(z), g(z))
