@@ -32,6 +32,7 @@ EXPERIMENTS = {
     "grid25-k25": ("grid25 with K = 25", dict(k=25, dataset="grid25")),
     "grid25-k25-beta-constant": ("grid25 with K = 25, constant β", dict(k=25, dataset="grid25", beta_schedule="constant")),
     "grid25-k25-beta0-3": ("grid25 with K = 25, β0 = 3 (time schedule)", dict(k=25, dataset="grid25", beta0=3.0)),
+    "ring8-beta0-3": ("K = 8 on ring8, β0 = 3 (is grid25's setting safe on the ring?)", dict(beta0=3.0)),
     "grid25-k10": ("grid25 with K = 10 (defaults)", dict(k=10, dataset="grid25")),
     "pgan-fig3": ("PGAN Fig. 3: K = 10 on ring8, competing generators merge as β shrinks", dict(k=10, eval_every=250)),
     "mgan-fig2": ("MGAN Fig. 2: K = 4 on ring8, MGAN's objective (softmax C, −log D, constant β/K)",
