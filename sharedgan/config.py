@@ -155,12 +155,15 @@ class TrainConfig:
         names = [f"discriminator-{r}" for r in range(1, self.d_replicas)]
         return names + ([f"classifier-{r}" for r in range(1, self.c_replicas)] if self.k > 1 else [])
 
+    def host(self, role: str) -> str:
+        """The process that runs ``role``: itself, except C under ``--shared-trunk`` (D's process)."""
+        return "discriminator" if role == "classifier" and self.shared_trunk else role
+
     @property
     def processes(self) -> list[str]:
         """Every child process of a multi-process run: the roles, then the replicas. With
         ``shared_trunk`` C runs in D's process."""
-        roles = [r for r in self.roles if not (self.shared_trunk and r == "classifier")]
-        return roles + self.replicas
+        return [r for r in self.roles if self.host(r) == r] + self.replicas
 
     def validate(self) -> "TrainConfig":
         def need(ok: bool, message: str):

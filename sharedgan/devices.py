@@ -60,8 +60,7 @@ def parse_placement(text: str | None) -> dict[str, list[torch.device]]:
 
 def role_device(config, name: str) -> torch.device:
     """The device of role ``name`` (generator-k, discriminator, classifier)."""
-    if name == "classifier" and config.shared_trunk:  # C is a head on D's trunk, in D's process
-        name = "discriminator"
+    name = config.host(name)  # C on D's trunk runs where D does
     placement = parse_placement(config.devices)
     if name.startswith("generator-") and "generators" in placement:
         choices = placement["generators"]

@@ -192,6 +192,9 @@ class SharedTrunkHead(nn.Module):
     def forward(self, x):
         return self.head(self._discriminator[0].features(x).flatten(1))
 
+    def trunk_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self._discriminator[0].trunk.parameters())
+
 
 def shared_trunk_head(discriminator: nn.Module, spec: ModelSpec) -> SharedTrunkHead:
     """C's head on ``discriminator``'s trunk; the discriminator needs ``trunk`` and ``features(x)``."""

@@ -176,7 +176,9 @@ def test_stochastic_samples_of_one_batch_take_different_routes():
     layer = StochasticLinear(2, 3, bank=4)
     x = torch.randn(64, 2)
     routes = route(z, 0, 4)
-    i, j = [int(n) for n in torch.nonzero(routes != routes[0])[:1].flatten()] + [0]
+    differs = torch.nonzero(routes != routes[0]).flatten()
+    assert len(differs) > 0
+    i = int(differs[0])
     y = layer(x, routes)
     w = layer.weights()
     assert torch.allclose(y[0], w[routes[0]] @ x[0] + layer.b[routes[0]], atol=1e-6)

@@ -156,7 +156,7 @@ class Supervisor:
                 self.recorder.write()
                 self._checkpoint_complete(msg.round)
         elif kind == Kind.DIVERGED:
-            self._fail(RoleFailed(name, None, self.group.logs.get(name, self.group.logs.get("discriminator")),
+            self._fail(RoleFailed(name, None, self.group.logs[self.config.host(name)],
                                   f"{name} diverged at round {msg.round}: NaN or Inf in its "
                                   f"{DIVERGENCE_KINDS[int(msg.values[0])]}"))
         elif kind == Kind.WRITE_FAILED:

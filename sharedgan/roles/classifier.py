@@ -43,7 +43,7 @@ class ClassifierRole(RoleState):
         loss does; D's steps train the trunk too. Each optimiser keeps its own moments."""
         self.config, self.device = config, device
         self.net = make_model(config, "classifier", spec, discriminator=discriminator).to(device)
-        trunk = list(discriminator.trunk.parameters()) if config.shared_trunk else []
+        trunk = self.net.trunk_parameters() if config.shared_trunk else []
         self.opt = make_optimizer(config, "classifier", list(self.net.parameters()) + trunk)
 
     def serve_slot(self, buf: SlotBuffer, k: int, round_index: int) -> float:
