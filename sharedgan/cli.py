@@ -50,7 +50,7 @@ LAUNCH_OPTIONS = [
     ("--width", "width", int, "Base width of the DCGAN models (images): 64 as in DCGAN; 8 for a quick CPU run."),
     ("--beta-schedule", "beta_schedule", click.Choice(SCHEDULES),
      "Weight β_k of the classifier term: constant β0; time β0·exp(−λt); loss-gap β0·2σ(−|Δ_k|/τ); combined = time × loss-gap."),
-    ("--beta0", "beta0", float, "Initial (and largest) β."),
+    ("--beta0", "beta0", float, "Initial (and largest) β [default: 3 for 2-D data, 1 (PGAN's) for images]."),
     ("--beta-decay", "beta_decay", float, "λ of the time schedule, per round [default: ln(100)/rounds, so β ends at 1% of β0]."),
     ("--beta-tau", "beta_tau", float, "τ of the loss-gap schedule, in loss units."),
     ("--threshold", "threshold", float, "t: the generator's D term 1 − d(x) is truncated (no gradient) where D(x) > t."),

@@ -61,3 +61,13 @@ def test_missing_module_is_refused_clearly(tmp_path):
 def test_dict_config_and_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match="unknown config keys: kk"):
         train({"kk": 3})
+
+
+def test_defaults_that_depend_on_the_data_are_filled_in_and_an_explicit_value_wins():
+    # β0 = 3 on 2-D data is a measured choice (README, docs/reproduce-2d); images keep PGAN's 1.
+    ring = TrainConfig().validate()
+    assert (ring.beta0, ring.noise_dim, ring.eval_samples) == (3.0, 2, 2500)
+    cifar = TrainConfig(dataset="cifar10").validate()
+    assert (cifar.beta0, cifar.noise_dim, cifar.eval_samples) == (1.0, 100, 64)
+    assert TrainConfig(beta0=0.5).validate().beta0 == 0.5
+    assert TrainConfig(dataset="grid25", beta0=0.0).validate().beta0 == 0.0
