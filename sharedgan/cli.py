@@ -264,7 +264,9 @@ def eval_(run, n, seed, classifier_epochs, min_accuracy, inception, inception_we
     2-D runs: the mode table (modes covered, high-quality share, KL to uniform, generator × mode).
     Image runs: class coverage (classes covered, confident share, KL to uniform, generator × class),
     judged by a small classifier trained on the data set's own labels; it is refused when that
-    classifier's accuracy on held-out real images is below --min-accuracy. --inception adds IS and FID.
+    classifier's accuracy on held-out real images is below --min-accuracy. Then each generator's
+    spread (how varied its samples are next to real images: near 0 when it draws one picture
+    whatever its noise, which coverage cannot see). --inception adds IS and FID.
     """
     from .metrics import format_report
     from .trainer import load_run
@@ -283,8 +285,9 @@ def eval_(run, n, seed, classifier_epochs, min_accuracy, inception, inception_we
 
 
 def _image_metrics(r, n, seed, epochs, min_accuracy, inception, weights) -> None:
-    """Coverage, then IS/FID: each prints its table, or one line saying why it cannot (never a crash)."""
+    """Coverage, spread, then IS/FID: each prints its table, or one line saying why it cannot (never a crash)."""
     from .coverage import CoverageRefused, format_coverage
+    from .diversity import format_spread
     from .fidelity import MetricsUnavailable, format_inception
     bar = None
 
@@ -302,6 +305,7 @@ def _image_metrics(r, n, seed, epochs, min_accuracy, inception, weights) -> None
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    click.echo(format_spread(r.spread(n, seed)))
     if inception:
         try:
             results, real_count = r.inception(n, seed, weights)

@@ -38,6 +38,7 @@ import torch
 
 from .checkpoint import file_hash, write_atomic
 from .config import ConfigError
+from .seeding import stream
 
 FORMAT = 1
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -96,6 +97,13 @@ def from_uint8(images) -> torch.Tensor:
     """uint8 images [N, H, W, C] → float [N, C, H, W] in [−1, 1], the generators' range (a copy:
     the mapped cache is read-only)."""
     return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def real_subset(images, n: int, seed: int, purpose: str) -> np.ndarray:
+    """Up to n real images (uint8 [N, H, W, C], an array or the mapped cache) picked at random from
+    the stream ``purpose`` of ``seed``; read in file order, which h5py and the page cache prefer."""
+    pick = torch.randperm(len(images), generator=stream(seed, purpose))[:n]
+    return np.asarray(images[np.sort(pick.numpy())])
 
 
 def to_uint8(samples) -> np.ndarray:

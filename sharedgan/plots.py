@@ -1,4 +1,5 @@
-"""Pictures of a run, drawn from run.h5: samples by generator, loss and β curves, evolution."""
+"""Pictures of a run, drawn from run.h5: samples by generator, loss and β curves (and each
+generator's spread for image runs), evolution."""
 from __future__ import annotations
 
 import math
@@ -10,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .diversity import COLLAPSED  # noqa: E402
 from .record import read_run_file  # noqa: E402
 
 
@@ -83,7 +85,9 @@ def plot_run(run_dir: Path) -> list[Path]:
     R = len(data["loss/discriminator"])
     if R:
         x = np.arange(1, R + 1)
-        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        spread = data.get("eval/spread")
+        spread = spread if spread is not None and len(spread) and np.isfinite(spread).any() else None
+        fig, axes = plt.subplots(1, 3 if spread is None else 4, figsize=(15 if spread is None else 20, 4))
         axes[0].plot(x, data["loss/discriminator"], label="D: −J^D")
         if np.isfinite(data["loss/classifier"]).any():
             axes[0].plot(x, data["loss/classifier"], label="C: −J^C (per head)")
@@ -93,6 +97,13 @@ def plot_run(run_dir: Path) -> list[Path]:
             axes[2].plot(x, data["beta"][:, g], color=color, lw=0.8)
         axes[1].set_title("generator loss J^{G_k}")
         axes[2].set_title("β_k")
+        if spread is not None:
+            for g, color in enumerate(_colors(spread.shape[1])):
+                axes[3].plot(data["eval/round"] + 1, spread[:, g], "o-", color=color, lw=0.8, ms=3)
+            axes[3].axhline(COLLAPSED, color="k", ls="--", lw=0.8, label=f"collapsed below {COLLAPSED:g}")
+            axes[3].set_ylim(bottom=0)
+            axes[3].set_title("spread per generator (1: as varied as real images)")
+            axes[3].legend(fontsize=8)
         for ax in axes:
             ax.set_xlabel("round")
         axes[0].legend(fontsize=8)

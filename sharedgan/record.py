@@ -27,6 +27,11 @@ eval/mode_histogram [E, M]  high-quality samples per mode
 eval/generator_table [E, K, M+1]  high-quality samples per (generator, mode); last column low quality
 eval/samples        [E, N, *sample_shape] float32, eval/generator [E, N] int16: the evaluated samples
 data/centers        [M, *sample_shape], attribute std
+                    (the eval/ arrays from modes_covered to data/centers: 2-D runs)
+eval/images         [E, K, g, H, W, C] uint8: image runs, each generator's first g ≤ 8 evaluated samples
+eval/spread         [E, K]  image runs: each generator's spread (``diversity``: near 0 when collapsed);
+                    absent from files written before it existed (read as NaN)
+attributes          data_name, data_cache: image runs, the data set and its HDF5 cache
 events/round, events/seconds, events/role, events/what   [V]  what happened besides training: a
                     resume, a role lost and restarted (round: the last round completed before it;
                     seconds: since this process started); strings are UTF-8
@@ -53,6 +58,7 @@ import torch
 from .checkpoint import write_atomic
 from .config import TrainConfig
 from .data import GaussianMixture
+from .diversity import collapsed, generator_spread, reference_spread
 from .metrics import ModeReport, mix, mixture_assignment, mode_report
 
 SCHEMA_VERSION = 2
@@ -95,6 +101,7 @@ class RunRecorder:
         self._t_end = None
         self.startup_seconds = float("nan")
         self.eval_seconds = 0.0
+        self._reference_spread = None  # image runs: the real images' spread, computed at the first evaluation
         self.status, self.error = "running", ""
         self._bar = None
         self._bar_cm = None
@@ -181,12 +188,15 @@ class RunRecorder:
                     n = min(keep, len(old))
                     values[:n] = old[:n]
             ev = previous
-            keys = ("images",) if self.config.images else (
+            keys = ("images", "spread") if self.config.images else (
                 "high_quality", "kl_uniform", "modes_covered", "modes_covered_lenient", "mode_histogram",
                 "generator_table", "samples", "generator")
             for i, r in enumerate(ev.get("eval/round", [])):
                 if r <= round_index:
-                    e = {key: ev[f"eval/{key}"][i] for key in ("round", "train_seconds", "seconds") + keys}
+                    e = {key: ev[f"eval/{key}"][i] for key in ("round", "train_seconds", "seconds") + keys
+                         if key != "spread" or "eval/spread" in ev}
+                    if self.config.images:  # a file from before eval/spread existed
+                        e.setdefault("spread", np.full(self.config.k, np.nan))
                     e["round"] = int(e["round"])
                     if "modes_covered" in e:
                         e["modes_covered"] = int(e["modes_covered"])
@@ -211,7 +221,10 @@ class RunRecorder:
         if self.config.k > 1:
             text += f"  C {s['loss/classifier'][n]:.3f}"
         text += f"  G {np.nanmean(s['loss/generator'][n]):.3f}  β {np.nanmean(s['beta'][n]):.3f}"
-        if self.evals and not self.config.images:
+        if self.evals and self.config.images:
+            gone = len(collapsed(self.evals[-1]["spread"]))
+            text += f"  collapsed {gone}/{self.config.k}" if gone else ""
+        elif self.evals:
             e = self.evals[-1]
             text += f"  modes {e['modes_covered']}/{len(self.dataset.centers)} hq {e['high_quality']:.0%}"
         return text
@@ -231,10 +244,15 @@ class RunRecorder:
             grid = eval_samples[:, :GRID_PER_GENERATOR]
             flat = to_uint8(grid.reshape(-1, *grid.shape[2:]))
             pictures = flat.reshape(*grid.shape[:2], *flat.shape[1:])  # [K, g, H, W, C]
+            K, N = eval_samples.shape[:2]
+            if self._reference_spread is None:
+                self._reference_spread = reference_spread(self.dataset.data.images, self.config.seed)
+            ratios = generator_spread(eval_samples.flatten(0, 1), torch.arange(K).repeat_interleave(N), K,
+                                      self._reference_spread)
             seconds = generation_seconds + time.perf_counter() - t0
             self.eval_seconds += generation_seconds if metrics_overlap_training else seconds
             self.evals.append({"round": n, "train_seconds": self.train_seconds(), "seconds": seconds,
-                               "images": pictures})
+                               "images": pictures, "spread": ratios})
             self._save_grid(n, pictures)
             return None
         assignment = mixture_assignment(self.config.eval_samples, self.config.k, self.config.seed, n)
@@ -312,6 +330,8 @@ class RunRecorder:
         shape = (self.config.k, min(GRID_PER_GENERATOR, self.config.eval_samples), h, w, c)
         pictures = np.stack([e["images"] for e in self.evals]) if self.evals else np.zeros((0, *shape), np.uint8)
         f.create_dataset("eval/images", data=pictures, compression="gzip")
+        spreads = np.stack([e["spread"] for e in self.evals]) if self.evals else np.zeros((0, self.config.k))
+        f.create_dataset("eval/spread", data=spreads.astype(np.float64))
         f.attrs.update({"data_name": self.dataset.data.name, "data_cache": str(self.dataset.data.cache)})
 
     def _write_modes(self, f: h5py.File) -> None:

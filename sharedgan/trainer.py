@@ -15,6 +15,7 @@ import torch
 from . import checkpoint, rundir
 from .config import RESUMABLE, ConfigError, TrainConfig
 from .coverage import MIN_ACCURACY, class_coverage, classifier_for
+from .diversity import generator_spread, reference_spread
 from .metrics import ModeReport, mode_report
 from .models import FactoryError, factory_reference
 from .record import RunRecorder, read_run_file
@@ -297,16 +298,24 @@ class Run:
         samples, which = self.sample(n, seed)
         return class_coverage(classifier, samples, which, self.config.k, min_accuracy)
 
+    def spread(self, n: int = 2500, seed: int = 0) -> np.ndarray:
+        """Each generator's spread among n fresh samples drawn with ``seed`` ([K], see ``diversity``):
+        near 0 for a generator that draws one picture whatever its noise. The real images it is
+        measured against are those of the evaluations during training (the run's own seed)."""
+        if not self.config.images:
+            raise ConfigError(f"{self.run_dir} is a 2-D run: spread is for image runs; use evaluate()")
+        samples, which = self.sample(n, seed)
+        return generator_spread(samples, which, self.config.k, reference_spread(self.dataset.data.images, self.config.seed))
+
     def inception(self, n: int = 2500, seed: int = 0, weights_path: str | None = None, device: str = "cpu"):
         """IS and FID (torch-fidelity) of n fresh samples: the mixture and each generator alone."""
         from .fidelity import inception_metrics
-        from .image_data import to_uint8
+        from .image_data import real_subset, to_uint8
         if not self.config.images:
             raise ConfigError(f"{self.run_dir} is a 2-D run: Inception score and FID are for image runs")
         samples, which = self.sample(n, seed)
         data = self.dataset.data
-        pick = np.sort(torch.randperm(len(data.images), generator=stream(seed, "fid-real"))[:n].numpy())
-        real = np.asarray(data.images[pick])
+        real = real_subset(data.images, n, seed, "fid-real")
         key = f"{data.name}-{data.source_id[:16]}-{len(real)}-{seed}"
         return inception_metrics(to_uint8(samples), which.numpy(), self.config.k, real, key,
                                  data.cache.parent / "fidelity", weights_path, device), len(real)

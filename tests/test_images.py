@@ -1,5 +1,7 @@
 """Image runs end to end: CIFAR-10, MNIST and a user's .h5 through launch and sample, both engines
 equal, and the DCGAN models' shapes and initialisation."""
+import shutil
+
 import h5py
 import numpy as np
 import pytest
@@ -48,6 +50,8 @@ def test_cifar10_trains_in_both_engines_and_they_agree(tmp_path, leak_check):
     for name in ("loss/generator", "loss/discriminator", "loss/classifier", "eval/images"):
         assert np.array_equal(a[name], b[name]), name
     assert a["eval/images"].shape == (2, 2, 8, 32, 32, 3) and a["eval/images"].dtype == np.uint8
+    assert a["eval/spread"].shape == (2, 2) and np.array_equal(a["eval/spread"], b["eval/spread"])
+    assert (a["eval/spread"] > 0).all()
     assert np.isfinite(a["loss/generator"]).all()
     assert (runs["parallel"] / "samples.png").exists() and (runs["parallel"] / "evolution.png").exists()
     for run in runs.values():  # a grid, one row per generator, at every evaluation
@@ -63,6 +67,7 @@ def test_cifar10_trains_in_both_engines_and_they_agree(tmp_path, leak_check):
     assert res.returncode == 0, res.stderr
     # random pixels with random labels: the classifier cannot learn them, so coverage is refused
     assert "class coverage not reported: the classifier is right on" in res.stdout, res.stdout
+    assert "spread per generator" in res.stdout and "collapsed" in res.stdout  # needs no labels
     assert "where the time goes" in res.stdout and "Traceback" not in res.stderr
 
 
@@ -113,3 +118,19 @@ def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, optio
     a, b = (read_run_file(runs[e] / "run.h5") for e in ("sequential", "parallel"))
     for name in ("loss/generator", "loss/discriminator", "loss/classifier", "eval/images"):
         assert np.isfinite(a[name]).all() and np.array_equal(a[name], b[name]), name
+
+
+def test_an_image_run_written_before_spread_existed_resumes(tmp_path):
+    """run.h5 files from before eval/spread: a resumed run keeps their evaluations (spread NaN)."""
+    from sharedgan import checkpoint, resume
+    cifar_folder(tmp_path / "data", n=16)
+    run = train(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "data"), engine="sequential",
+                            out=str(tmp_path / "run"), **SMOKE)).run_dir
+    for folder in checkpoint.complete_checkpoints(run):
+        if checkpoint.round_of(folder) > 3:
+            shutil.rmtree(folder)
+    with h5py.File(run / "run.h5", "a") as f:
+        del f["eval/spread"]
+    resume(run)
+    spread = read_run_file(run / "run.h5")["eval/spread"]
+    assert spread.shape == (2, 2) and np.isnan(spread[0]).all() and np.isfinite(spread[1]).all()
