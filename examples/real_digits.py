@@ -2,15 +2,18 @@
 
     pip install scikit-learn
     python examples/real_digits.py [--k 4] [--rounds 2000] [--width 16] [--seeds 1,2]
-                                   [--variant NAME:KEY=VALUE,...] [--runs runs/digits] [--out docs/real-digits]
+                                   [--variant NAME:KEY=VALUE,...] [--no-single] [--runs runs/digits]
+                                   [--out docs/real-digits]
 
 CIFAR-10 and MNIST must be downloaded; scikit-learn's wheel carries the UCI handwritten digits
 (1,797 real 8 × 8 images in ten classes). This script scales them to 32 × 32 (bilinear, as the
 papers scale MNIST), writes them as your-own-data ``digits32.npz`` (``images`` [N, 32, 32, 1]
 uint8, ``labels`` [N]), and then does what a user does with any labelled data set:
 
-1. ``sharedgan launch --dataset digits32.npz --k K`` and the same with a single generator (K = 1),
-   for each seed (sequential engine; the engines give the same numbers);
+1. ``sharedgan launch --dataset digits32.npz --k K`` and the same with a single generator (K = 1;
+   ``--no-single`` skips it),
+   for each seed (sequential engine unless a variant says otherwise; the sequential and parallel
+   engines give the same numbers, the batched one steps D once per round);
 2. ``sharedgan eval``'s class coverage on each: the coverage classifier is trained once on the
    digits' own labels and measured on the 10% kept aside; its accuracy is in the table;
 3. each generator's spread (``sharedgan.diversity``): coverage cannot see a generator that draws
@@ -47,7 +50,7 @@ def write_digits(path: Path) -> Path:
     return path
 
 
-FIXED = ("k", "seed", "rounds", "width", "dataset", "data_dir", "engine", "out", "eval_every")  # set by the study
+FIXED = ("k", "seed", "rounds", "width", "dataset", "data_dir", "out", "eval_every")  # set by the study
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -86,7 +89,7 @@ def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, opti
             done.write_text(json.dumps(out))
         return out
     config = TrainConfig(dataset=str(data), data_dir=str(data.parent), k=k, seed=seed, rounds=rounds, width=width,
-                         engine="sequential", out=str(run_dir), eval_every=max(1, rounds // 8), **options)
+                         out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
     result = train(config, force=True)
     run = load_run(run_dir)
     report = run.class_coverage(n=2500, seed=seed)
@@ -112,6 +115,7 @@ def main():
     ap.add_argument("--variant", action="append", metavar="NAME[:KEY=VALUE,...]",
                     help="a setting of the K-generator runs, repeatable; KEY is a TrainConfig field "
                          "(e.g. --variant mbd:minibatch_features=32). Default: one variant, 'defaults'")
+    ap.add_argument("--no-single", action="store_true", help="skip the single-generator (K = 1) baseline runs")
     ap.add_argument("--runs", default="runs/digits", help="where the data file, its caches and the run directories go")
     ap.add_argument("--out", default="docs/real-digits", help="where results.md and the sample grids go")
     args = ap.parse_args()
@@ -124,7 +128,7 @@ def main():
     data = runs / "digits32.npz"
     if not data.exists():
         write_digits(data)
-    plan = [(name, args.k, options) for name, options in variants] + [("defaults", 1, {})]
+    plan = [(name, args.k, options) for name, options in variants] + ([] if args.no_single else [("defaults", 1, {})])
     rows = {}
     for name, k, options in plan:
         for seed in seeds:
@@ -139,7 +143,7 @@ def main():
         tag = "" if name == "defaults" else f"-{name}"
         shutil.copyfile(runs / f"k{k}{tag}-seed{seeds[0]}" / "samples.png", out / f"samples-k{k}{tag}.png")
     first = rows[(plan[0][0], args.k)][0]
-    settings = "".join(f" --variant {v}" for v in args.variant or [])
+    settings = "".join(f" --variant {v}" for v in args.variant or []) + (" --no-single" if args.no_single else "")
     lines = [
         "# Class coverage on real handwritten digits (scikit-learn's bundled UCI digits, 32 × 32)",
         "",
@@ -160,7 +164,9 @@ def main():
                      f"| {_mean_std([100 * r['confident'] for r in rs], '.1f')}% | {_mean_std([r['kl_uniform'] for r in rs], '.3f')} "
                      f"| {' + '.join(str(len(collapsed(r['spread']))) for r in rs)} of {k} "
                      f"| {_mean_std([r['train_seconds'] for r in rs], '.0f')} |")
-    for name, k, _ in plan[:-1]:
+    for name, k, _ in plan:
+        if k == 1:
+            continue
         r = rows[(name, k)][0]
         lines += ["", f"{name}, K = {k}, seed {seeds[0]}: generator × predicted class, and each generator's spread:", "",
                   "| gen | " + " | ".join(str(c) for c in range(r["num_classes"])) + " | spread |",

@@ -6,13 +6,15 @@ so every image evaluation also reports each generator's *spread*: the mean pairw
 between its samples, divided by the same mean over real images of the data set, both taken on the
 pictures average-pooled to ``COARSE`` × ``COARSE`` pixels — so that pixel noise which differs from
 sample to sample (a generator's checkerboard) does not count as variety. 1 means "as varied as
-the data set"; one class of real digits scores 0.54–0.92 (the 10 classes of scikit-learn's digits,
-measured); a generator that ignores its noise scores near 0 (0.06 measured on one). Below
+the data set"; one class of real digits scores 0.53–0.92 (the 10 classes of scikit-learn's digits,
+measured); a generator that ignores its noise scores near 0 (0.05–0.09 measured). Below
 ``COLLAPSED`` a generator is reported as collapsed.
 
 Distance between coarse pictures is crude (it does not know that a shifted stroke is the same
 digit), but it needs no trained network, works on unlabelled data, and what it flags — nearly the
-same picture every time — is exactly what it measures.
+same picture every time — is exactly what it measures. It measures variety, not likeness to the
+data: a generator that draws varied noise is not flagged (seen on real digits with minibatch
+discrimination; look at the grids).
 """
 from __future__ import annotations
 
