@@ -3,17 +3,23 @@ import os
 import socket
 import subprocess
 import tempfile
+import time
 
 import zmq
 
-from leaks import Snapshot, wait_clean
+from leaks import Snapshot, run_processes, wait_clean
 
 
 def test_planted_process_is_found():
     before = Snapshot.take()
     child = subprocess.Popen(["sleep", "30"], env={**os.environ, "SHAREDGAN_RUN": "planted"})
     try:
-        assert any("processes" in leak for leak in wait_clean(before, timeout=0.2))
+        # exec wakes Popen before the kernel has set up the new image's environment, so for a moment
+        # /proc/PID/environ can read empty: wait until the marker is readable, then check
+        deadline = time.monotonic() + 5
+        while child.pid not in run_processes() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert any("processes" in leak for leak in Snapshot.leaks(before, Snapshot.take()))
     finally:
         child.kill()
         child.wait()
