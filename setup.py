@@ -18,8 +18,10 @@ setup(
         "matplotlib>=3.7",
     ],
     # metrics: Inception score and FID. torch-fidelity needs torchvision, which must match your torch
-    # (pip picks the torchvision release built for it; see README, "Image metrics").
-    extras_require={"test": ["pytest>=7"], "metrics": ["torch-fidelity>=0.3"]},
+    # (pip picks the torchvision release built for it; see docs/images.md).
+    # tensorboard: the run mirrored into RUN/tensorboard/ as it trains (sharedgan.board); the tests read it back
+    extras_require={"test": ["pytest>=7", "ruff>=0.5", "tensorboard>=2.10"], "metrics": ["torch-fidelity>=0.3"],
+                    "tensorboard": ["tensorboard>=2.10"]},
     entry_points={"console_scripts": ["sharedgan=sharedgan.cli:main"]},
     scripts=["bin/sharedgan"],
     classifiers=["Operating System :: POSIX :: Linux", "License :: OSI Approved :: MIT License"],

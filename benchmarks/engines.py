@@ -33,7 +33,8 @@ def generated_images(root: str, name: str) -> str:
 def one(engine: str, k: int, args, root: str) -> tuple[float, float]:
     images = args.dataset.startswith("images")
     dataset = generated_images(root, args.dataset) if images else args.dataset
-    extra = dict(width=args.width, data_dir=os.path.join(root, "data"), eval_samples=8) if images else dict(eval_samples=500)
+    extra = (dict(width=args.width, data_dir=os.path.join(root, "data"), eval_samples=8)
+             if images else dict(eval_samples=500))
     threads = args.sequential_threads or args.threads if engine == "sequential" else args.threads
     cfg = TrainConfig(engine=engine, k=k, rounds=args.rounds, dataset=dataset, threads=threads,
                       batch_size=args.batch_size, eval_every=args.rounds, checkpoint_every=args.rounds,
@@ -72,7 +73,8 @@ def main():
                 par.append(rate)
                 start.append(up)
             s, p = statistics.median(seq), statistics.median(par)
-            print(f"| {k} | {1 / s:.3f} | {1 / p:.3f} | {s:.2f} | {p:.2f} | {p / s:.2f} | {statistics.median(start):.1f} |",
+            print(f"| {k} | {1 / s:.3f} | {1 / p:.3f} | {s:.2f} | {p:.2f} | {p / s:.2f} "
+                  f"| {statistics.median(start):.1f} |",
                   flush=True)
 
 

@@ -8,7 +8,7 @@ script must guard its entry point with `if __name__ == "__main__":` (the spawn s
 imports the main module in every child).
 """
 from sharedgan import TrainConfig, load_run, train
-from sharedgan.metrics import format_report
+from sharedgan.eval.modes import format_report
 
 
 def main():

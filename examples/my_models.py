@@ -6,7 +6,8 @@ class ResidualGenerator(nn.Module):
     def __init__(self, spec, width=64):
         super().__init__()
         self.inp = nn.Linear(spec.noise_dim, width)
-        self.block = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(width, width), nn.LeakyReLU(0.2), nn.Linear(width, width))
+        self.block = nn.Sequential(nn.LeakyReLU(0.2), nn.Linear(width, width), nn.LeakyReLU(0.2),
+                                   nn.Linear(width, width))
         self.out = nn.Linear(width, spec.sample_shape[0])
 
     def forward(self, z):

@@ -6,11 +6,11 @@ Python API::
     result = train(TrainConfig(k=4, dataset="ring8", rounds=500))
     samples, generator = load_run(result.run_dir).sample(2500)
 """
-__version__ = "0.1.0"
+from sharedgan.api import RunResult, TrainingInterrupted, resume, train
+from sharedgan.config import TrainConfig
+from sharedgan.errors import ConfigError, RoleFailed
+from sharedgan.runs import load_run
+from sharedgan.version import __version__
 
-from .config import ConfigError, TrainConfig  # noqa: E402
-from .trainer import RunResult, TrainingInterrupted, load_run, resume, train  # noqa: E402
-from .runner import RoleFailed  # noqa: E402
-
-__all__ = ["TrainConfig", "ConfigError", "train", "resume", "load_run", "RunResult", "TrainingInterrupted", "RoleFailed",
-           "__version__"]
+__all__ = ["TrainConfig", "ConfigError", "train", "resume", "load_run", "RunResult", "TrainingInterrupted",
+           "RoleFailed", "__version__"]

@@ -1,3 +1,6 @@
-from .cli import main
+from __future__ import annotations
+
+from sharedgan.cli import main
 
 main()
+

@@ -20,6 +20,7 @@ processes), so they never oversubscribe. Engines may carry settings: ``async:b8:
 Outputs: ``bench.h5`` (one row per run), ``bench.md`` (the table) and ``bench.png`` (wall time per
 round relative to the sequential engine against K, with the 1/K limit drawn).
 """
+
 from __future__ import annotations
 
 import io
@@ -34,11 +35,14 @@ from typing import Callable
 import h5py
 import numpy as np
 
-from .checkpoint import write_atomic
-from .config import ENGINES, REPLICA_SYNCS, ConfigError, TrainConfig
-from .record import read_run_file
+from sharedgan.config import ENGINES, REPLICA_SYNCS, TrainConfig
+from sharedgan.errors import ConfigError
+from sharedgan.storage.files import write_atomic
+from sharedgan.storage.runfile import read_run_file
 
 IN_PROCESS = ("sequential", "batched")  # one process: it gets every core
+
+
 FIELDS = ("k", "repeat", "seconds_per_round", "updates_per_second", "startup_seconds", "time_to_quality",
           "copy_share", "wait_share", "threads", "processes")
 
@@ -121,7 +125,7 @@ def time_shares(run: dict, seconds_per_round: float) -> tuple[float, float]:
 
 
 def one_run(plan: BenchPlan, engine: str, k: int, repeat: int, out: Path) -> dict:
-    from .trainer import train
+    from sharedgan.api import train
     threads = plan.threads(engine, k)
     cfg = TrainConfig(**{**plan.base, **engine_settings(engine), "k": k, "dataset": plan.dataset, "rounds": plan.rounds,
                          "threads": threads, "eval_every": plan.eval_every, "checkpoint_every": plan.rounds,
@@ -192,7 +196,8 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
     ]
     for c in cells(plan, rows):
         lines.append(
-            f"| {c['engine']} | {c['k']} | {c['threads']} | {c['seconds_per_round']:.4f} | {c['updates_per_second']:.1f} "
+            f"| {c['engine']} | {c['k']} | {c['threads']} | {c['seconds_per_round']:.4f} "
+            f"| {c['updates_per_second']:.1f} "
             f"| {c['speedup']:.2f} | {_fmt(c['efficiency'], '.2f')} | {c['startup_seconds']:.1f} "
             f"| {_fmt(c['time_to_quality'], '.1f')} ({c['reached']}) | {_fmt(100 * c['copy_share'], '.1f')} "
             f"| {_fmt(100 * c['wait_share'], '.1f')} |")
@@ -212,7 +217,7 @@ def write_h5(path: Path, plan: BenchPlan, rows: dict) -> None:
 
 
 def plot(path: Path, plan: BenchPlan, rows: dict) -> None:
-    from .plots import plt
+    from sharedgan.plots import plt
     fig, ax = plt.subplots(figsize=(6, 4))
     ks = np.array(plan.ks)
     summary = cells(plan, rows)
@@ -229,3 +234,4 @@ def plot(path: Path, plan: BenchPlan, rows: dict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+

@@ -2,7 +2,16 @@
 
 ``TrainConfig`` is what ``sharedgan launch`` builds from its options, what ``config.json`` in a
 run directory holds (``--config`` reruns it), and what the Python API takes.
+
+Each field is declared once, with :func:`setting`: its default, its help (the text of its
+``sharedgan launch`` option), its choices, and two marks. ``resumable``: it only says how the run
+is carried out, so ``--resume`` may change it (:data:`RESUMABLE`). ``fingerprint``: a
+checkpoint's tensors depend on it, so resuming with another value is refused
+(:data:`FINGERPRINT_FIELDS`, recorded in every checkpoint's manifest). Every other field shapes the math too, so
+``--resume`` refuses a change of it as well. The launch options, :data:`RESUMABLE` and the
+fingerprint are derived from these declarations.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,34 +20,70 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .beta_schedule import SCHEDULES, default_decay
-from .data import DATASETS
-from .losses import CLASSIFIERS
+from sharedgan.data.mixtures import DATASETS
+from sharedgan.errors import ConfigError
+from sharedgan.math.beta_schedule import SCHEDULES, default_decay
+from sharedgan.math.losses import CLASSIFIERS
+from sharedgan.models.spec import canonical_factory
+from sharedgan.runtime.devices import check as check_devices
 
 ENGINES = ("parallel", "sequential", "batched", "async")
+
+
 REPLICA_SYNCS = ("copy", "hogwild")  # how the replicas of D and C stay in step (engine async)
+
+
 LR_SCALINGS = ("sqrt", "none")  # the learning rate of an async D or C step on several slots
+
+
 GENERATOR_LOSSES = ("pgan", "ns", "minimax")  # see losses.generator_d_term
+
+
 OPTIMIZERS = ("adam", "sgd")
+
+
 NOISE_PRIORS = ("normal", "uniform")
+
+
 LR_DECAYS = ("none", "linear")
+
+
 ON_FAILURE = ("stop", "respawn")
+
+
 IMAGE_DATASETS = ("cifar10", "mnist")  # and your own: the path of an .h5, .npy, .npz or an image folder
-MLP_FACTORIES = {role: f"sharedgan.models:mlp_{role}" for role in ("generator", "discriminator", "classifier")}
-DCGAN_FACTORIES = {role: f"sharedgan.dcgan:{role}" for role in ("generator", "discriminator", "classifier")}
+
+
+MODEL_ROLES = ("generator", "discriminator", "classifier")
+MLP_FACTORIES = {role: f"sharedgan.models.mlp:mlp_{role}" for role in MODEL_ROLES}
+
+
+DCGAN_FACTORIES = {role: f"sharedgan.models.dcgan:{role}" for role in MODEL_ROLES}
+
+
 GENERATORS = ("standard", "sdeconv")  # --generator: the built-in generator (sdeconv: stochastic ensembling)
-SDECONV_FACTORIES = {False: "sharedgan.models:sdeconv_mlp_generator", True: "sharedgan.dcgan:sdeconv_generator"}
+
+
+SDECONV_FACTORIES = {False: "sharedgan.models.mlp:sdeconv_mlp_generator",
+                     True: "sharedgan.models.dcgan:sdeconv_generator"}
+
+
+TENSORBOARD = ("auto", "on", "off")  # --tensorboard: mirror run.h5 into RUN/tensorboard/ (sharedgan.board)
 FEATURE_MATCHING = ("off", "replace", "add")  # the generator's D term: as is, replaced by or plus feature matching
-# Settings that only say how the run is carried out: --resume may change them. Any other field
-# shapes the math, so resuming with a different value is refused.
-RESUMABLE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir", "cache_dir", "verify_md5",
-             "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure", "max_restarts", "out",
-             "device", "devices", "deterministic", "d_replicas", "c_replicas", "replica_sync", "sync_every", "serve_batch",
-             "serve_lr_scaling")
 
 
-class ConfigError(ValueError):
-    """Bad user input; the message is one line that says what to do."""
+def setting(default, help: str, *, choices: tuple[str, ...] | None = None, path: bool = False, resumable: bool = False,
+            fingerprint: bool = False, flag: str | None = None):
+    """A :class:`TrainConfig` field with everything said about it in one place.
+
+    ``help`` is its ``sharedgan launch`` option's help (the default is appended there unless the
+    text gives one); ``choices`` the values it may take (a click.Choice on the command line,
+    checked by :meth:`TrainConfig.validate`); ``path`` makes the option a click.Path; ``flag``
+    overrides the option's name (default ``--field-name``; a bool field gets ``--x/--no-x``).
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "path": path,
+                                                        "resumable": resumable, "fingerprint": fingerprint,
+                                                        "flag": flag})
 
 
 def _has_type(value, annotation: str) -> bool:
@@ -50,82 +95,154 @@ def _has_type(value, annotation: str) -> bool:
 
 @dataclass
 class TrainConfig:
+    # (field order is the order of sharedgan launch --help)
     # what to train
-    k: int = 8  # number of generators
-    dataset: str = "ring8"  # ring8, grid25 (2-D, generated), cifar10, mnist, or the path of your images
-    data_dir: str = "data"  # where the image data sets' official files are (or are downloaded to)
-    cache_dir: str | None = None  # their HDF5 caches; None: <data_dir>/cache
-    verify_md5: bool = True
-    ring_modes: int = 8
-    ring_radius: float = 2.0
-    grid_side: int = 5
-    grid_spacing: float = 2.0
-    mode_std: float | None = None  # None: the data set's default (ring8 0.02, grid25 0.05)
+    k: int = setting(8, "Number of generators (K). K = 1 is a plain GAN with no classifier.", fingerprint=True)
+    dataset: str = setting(
+        "ring8", "Data: ring8 (8 Gaussians on a circle), grid25 (5×5 grid), cifar10, mnist, or the path of your images "
+        "(.h5 with 'images' [N, H, W, C] uint8, .npy, .npz, or a folder of PNG/JPEG); see 'sharedgan data'.",
+        fingerprint=True)
+    data_dir: str = setting("data", "Where the official image files are, or are downloaded to.", path=True,
+                            resumable=True)
+    cache_dir: str | None = setting(None, "Where the HDF5 caches of image data sets go [default: DATA_DIR/cache].",
+                                    path=True, resumable=True)
+    verify_md5: bool = setting(
+        True, "Check downloaded or given archives against their published MD5 (off: a re-packed copy; its content is "
+        "still checked).", resumable=True)
     # how
-    engine: str = "parallel"
-    rounds: int = 3000
-    batch_size: int = 128
-    noise_dim: int | None = None  # None: 2 for the 2-D data sets, 100 for images (DCGAN)
-    noise: str = "normal"
-    hidden: int = 128
-    width: int = 64  # the DCGAN models' base width (64 in DCGAN; 8 makes a CPU smoke run cheap)
-    lr_generator: float = 2e-4
-    lr_discriminator: float = 2e-4
-    lr_classifier: float = 2e-4
-    optimizer_generator: str = "adam"
-    optimizer_discriminator: str = "adam"
-    optimizer_classifier: str = "adam"
-    lr_decay: str = "linear"  # every learning rate falls linearly to 0 over the run; "none" keeps them
-    adam_beta1: float = 0.5
-    adam_beta2: float = 0.999
-    beta_schedule: str = "time"
-    beta0: float | None = None  # None: 3 for the 2-D data sets (measured: README), 1 (PGAN's) for images
-    beta_decay: float | None = None  # λ; None: ln(100) / rounds
-    beta_tau: float = 1.0
-    threshold: float = 0.99  # t: the generator's D term is truncated where D(x) > t
-    generator_loss: str = "pgan"  # D's term of J^G: pgan (1 − d, truncated), ns (−log D), minimax (log(1 − D))
-    classifier: str = "ovr"  # C's objective: ovr (PGAN), softmax, one-vs-all, pairwise (MGAN eqs. 2-4)
-    feature_matching: str = "off"  # replace (Improved GAN) or add ‖E_data f − E_G f‖² to each generator's D term
-    minibatch_features: int = 0  # B of minibatch discrimination in the built-in D; 0: off
-    minibatch_kernel_dim: int = 5  # C of minibatch discrimination
-    virtual_batch_norm: bool = False  # the built-in generators normalise with a reference batch fixed at the start
-    label_smoothing: float = 1.0  # α, D's target for real samples (one-sided; 0.9 in Improved GAN); 1: none
-    historical_averaging: float = 0.0  # λ of λ‖θ − mean of past θ‖² in every role's objective; 0: off
-    seed: int = 0
-    device: str = "cpu"  # the slot buffer, and every role not placed by devices: cpu, cuda, cuda:N
-    devices: str | None = None  # role placement on several GPUs, e.g. "generators:cuda:0,cuda:1;discriminator:cuda:2"
-    deterministic: bool = False  # deterministic kernels in every process (torch.use_deterministic_algorithms)
-    threads: int = 1  # torch threads per process (per role in the parallel engine)
-    # the asynchronous engine: D and C processes (replicas) and how their parameters stay in step
-    d_replicas: int = 1
-    c_replicas: int = 1
-    replica_sync: str = "copy"  # copy: replicas load the primary's parameters every sync_every steps; hogwild: one shared set
-    sync_every: int = 10
-    serve_batch: int = 1  # the most waiting slots a D or C process takes in one step (1: one step per slot)
-    serve_lr_scaling: str = "sqrt"  # a step on g slots: D's and C's learning rate × √g (sqrt) or as is (none)
+    engine: str = setting(
+        "parallel", "parallel: one process per generator plus D and C, lock-step rounds. sequential: the same math in "
+        "one process. batched: one process, D and C take one step on all K slots at once (faster, not Algorithm 1; see "
+        "docs/architecture.md). async: no lock-step; free D and C processes (--d-replicas, --c-replicas) serve "
+        "slots as they arrive (not deterministic).", choices=ENGINES, resumable=True)
+    rounds: int = setting(
+        3000, "Training rounds. Each round: every generator one batch and one update; D and C K updates each.")
+    batch_size: int = setting(128, "Samples per generator batch (m), also D's real batch.")
+    # (sharedgan launch --lr sets all three learning rates)
+    lr_generator: float = setting(2e-4, "Generator learning rate.")
+    lr_discriminator: float = setting(2e-4, "Discriminator learning rate.")
+    lr_classifier: float = setting(2e-4, "Classifier (adjustment component) learning rate.")
+    lr_decay: str = setting(
+        "linear", "none: constant learning rates. linear: all fall linearly to 0 by the last round.", choices=LR_DECAYS)
+    optimizer_generator: str = setting("adam", "Generator optimiser.", choices=OPTIMIZERS, fingerprint=True)
+    optimizer_discriminator: str = setting("adam", "Discriminator optimiser.", choices=OPTIMIZERS, fingerprint=True)
+    optimizer_classifier: str = setting("adam", "Classifier optimiser.", choices=OPTIMIZERS, fingerprint=True)
+    adam_beta1: float = setting(0.5, "Adam first-moment decay (the papers use 0.5).")
+    adam_beta2: float = setting(0.999, "Adam second-moment decay.")
+    noise_dim: int | None = setting(
+        None, "Dimension of the generator's noise z [default: 2 for 2-D data, 100 for images].", fingerprint=True)
+    noise: str = setting("normal", "Noise prior: standard normal or uniform on [−1, 1].", choices=NOISE_PRIORS)
+    hidden: int = setting(128, "Width of the built-in MLPs' hidden layers (2-D data).", fingerprint=True)
+    width: int = setting(64, "Base width of the DCGAN models (images): 64 as in DCGAN; 8 for a quick CPU run.",
+                         fingerprint=True)
+    beta_schedule: str = setting(
+        "time", "Weight β_k of the classifier term: constant β0; time β0·exp(−λt); loss-gap β0·2σ(−|Δ_k|/τ); "
+        "combined = time × loss-gap.", choices=SCHEDULES)
+    # β0 = 3 for 2-D data is measured (docs/results.md); images keep PGAN's 1
+    beta0: float | None = setting(None, "Initial (and largest) β [default: 3 for 2-D data, 1 (PGAN's) for images].")
+    beta_decay: float | None = setting(
+        None, "λ of the time schedule, per round [default: ln(100)/rounds, so β ends at 1% of β0].")
+    beta_tau: float = setting(1.0, "τ of the loss-gap schedule, in loss units.")
+    threshold: float = setting(0.99, "t: the generator's D term 1 − d(x) is truncated (no gradient) where D(x) > t.")
+    generator_loss: str = setting(
+        "pgan", "D's term of each generator's objective: pgan 1 − d(x) truncated at t (the paper's); ns −log D(x) "
+        "(non-saturating); minimax log(1 − D(x)).", choices=GENERATOR_LOSSES)
+    classifier: str = setting(
+        "ovr", "C's objective: ovr (PGAN: head k says 'from the others'); softmax (MGAN general JSD, eq. 2); "
+        "one-vs-all (MGAN eq. 3, with the cross terms); pairwise (MGAN eq. 4, one head per pair of generators).",
+        choices=CLASSIFIERS)
+    feature_matching: str = setting(
+        "off", "Feature matching (Improved GAN): each generator's D term is replaced by (or, with add, gets added) "
+        "‖E_data f(x) − E_G f(x)‖², f the last hidden layer of D.", choices=FEATURE_MATCHING)
+    minibatch_features: int = setting(
+        0, "Minibatch discrimination in the built-in D: B kernels comparing each sample with the rest of its batch; "
+        "0 = off.")
+    minibatch_kernel_dim: int = setting(5, "C, the dimension of each minibatch-discrimination kernel.")
+    virtual_batch_norm: bool = setting(
+        False, "Virtual batch norm in the built-in generators: statistics of a reference batch fixed at the start, "
+        "plus the sample.")
     # models
-    shared_trunk: bool = False  # MGAN: the classifier is a second head on D's trunk, run in D's process
-    share_generator_body: bool = False  # MGAN: generators differ only in their first layer; one body, shared
-    generator: str = "standard"  # the built-in generator: standard, or sdeconv (stochastic filter banks)
-    bank: int = 8  # sdeconv: filters per bank
-    stochastic_layers: int = 2  # sdeconv: the deep layers (nearest z) that pick their filters from a bank
-    # None: the MLPs for 2-D data, the DCGAN models for images (--generator sdeconv: its own)
-    generator_factory: str | None = None
-    discriminator_factory: str | None = None
-    classifier_factory: str | None = None
+    shared_trunk: bool = setting(
+        False, "MGAN's sharing: the classifier is a second head on D's trunk, run in D's process (no C process).")
+    share_generator_body: bool = setting(
+        False, "MGAN's sharing: generators differ only in their first layer; the body is one, stepped each round on "
+        "the sum of the K generators' gradients (in the buffer's parameter region in the parallel engine).")
+    generator: str = setting(
+        "standard", "The built-in generator: standard, or sdeconv (stochastic ensembling: each sample picks its deep "
+        "layers' filters from a bank; weight norm and PReLU).", choices=GENERATORS)
+    bank: int = setting(8, "--generator sdeconv: filters in each bank.")
+    stochastic_layers: int = setting(2, "--generator sdeconv: how many deep layers (nearest z) pick from a bank.")
+    label_smoothing: float = setting(
+        1.0, "One-sided label smoothing: D's target for real samples, α in (0.5, 1]; 0.9 as in Improved GAN; 1 = none.")
+    historical_averaging: float = setting(
+        0.0, "λ: every role (G, D, C) also descends λ‖θ − θ̄‖², θ̄ the mean of its past parameters (Improved GAN); "
+        "0 = off.")
+    seed: int = setting(0, "Run seed; every random stream is derived from it.")
+    # where it runs
+    device: str = setting(
+        "cpu", "Where the slot buffer and the models live: cpu, cuda or cuda:N (CUDA tensors are shared between the "
+        "processes through torch.multiprocessing).", resumable=True)
+    devices: str | None = setting(
+        None, "Place roles on several GPUs: 'generators:cuda:0,cuda:1;discriminator:cuda:2;classifier:cuda:3' "
+        "(generators dealt over their list; unnamed roles on --device).", resumable=True)
+    deterministic: bool = setting(
+        False, "Deterministic kernels in every process (torch.use_deterministic_algorithms), for bit-exact GPU runs.",
+        resumable=True)
+    threads: int = setting(1, "Torch threads per process (per role in the parallel engine).", resumable=True)
+    # the asynchronous engine: D and C processes (replicas) and how their parameters stay in step
+    d_replicas: int = setting(1, "--engine async: discriminator processes serving the generators (R).",
+                              resumable=True)
+    c_replicas: int = setting(1, "--engine async: classifier processes serving the generators.", resumable=True)
+    replica_sync: str = setting(
+        "copy", "--engine async, R > 1: copy: replicas load the primary's parameters every --sync-every steps; "
+        "hogwild: all replicas update one set of parameters in shared memory, without locks.", choices=REPLICA_SYNCS,
+        resumable=True)
+    sync_every: int = setting(
+        10, "--replica-sync copy: steps between the primary's publications (and a replica's loads).", resumable=True)
+    serve_batch: int = setting(
+        1, "--engine async: the most waiting slots a D or C process scores and learns from in one step (one forward "
+        "pass, one update, as --engine batched does); 1: one step per slot, as Algorithm 1.", resumable=True)
+    serve_lr_scaling: str = setting(
+        "sqrt", "--engine async: a D or C step on g slots uses the learning rate × √g (sqrt: fewer, larger steps learn "
+        "about as much per round as g single-slot steps) or as set (none).", choices=LR_SCALINGS, resumable=True)
+    # the 2-D data sets
+    ring_modes: int = setting(8, "ring8: number of modes on the circle.", fingerprint=True)
+    ring_radius: float = setting(2.0, "ring8: radius of the circle.")
+    grid_side: int = setting(5, "grid25: modes per side.", fingerprint=True)
+    grid_spacing: float = setting(2.0, "grid25: distance between neighbouring modes.")
+    mode_std: float | None = setting(None, "Std of every mode [default: 0.02 for ring8, 0.05 for grid25].")
+    # your models; None: the MLPs for 2-D data, the DCGAN models for images (--generator sdeconv: its own)
+    generator_factory: str | None = setting(
+        None, "Your generator: 'package.module:function' taking a ModelSpec [default: the MLP for 2-D data, DCGAN for "
+        "images].", fingerprint=True)
+    discriminator_factory: str | None = setting(None, "Your discriminator factory, likewise.", fingerprint=True)
+    classifier_factory: str | None = setting(None, "Your classifier factory (K logit heads), likewise.",
+                                             fingerprint=True)
     # evaluation, checkpoints, signals
-    eval_every: int = 500
-    eval_samples: int | None = None  # None: 2500 for 2-D data, 64 per generator for images
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    signal_timeout: float = 120.0  # seconds any role waits for a peer before it gives up
-    startup_timeout: float = 180.0
-    heartbeat_timeout: float = 30.0  # a role silent this long (stopped, deadlocked) is killed as hung
-    # what a crashed role costs: "stop" ends the run; "respawn" restarts the role from its latest
-    # checkpoint while the others wait at a round boundary, at most max_restarts times per role
-    on_failure: str = "stop"
-    max_restarts: int = 3
-    out: str | None = None
+    eval_every: int = setting(500, "Evaluate on fresh samples every N rounds (and at the end).", resumable=True)
+    eval_samples: int | None = setting(
+        None, "Fresh samples per generator per evaluation [default: 2500 for 2-D data, 64 for images].")
+    checkpoint_every: int = setting(1000, "Checkpoint every N rounds (and at every stop).", resumable=True)
+    keep_checkpoints: int = setting(3, "Complete checkpoints to keep.", resumable=True)
+    tensorboard: str = setting(
+        "auto", "Mirror run.h5 into RUN/tensorboard/ as it trains (pip install 'sharedgan[tensorboard]'): auto: when "
+        "the package is installed; on: also say so when it is not; off.", choices=TENSORBOARD, resumable=True)
+    signal_timeout: float = setting(120.0, "Seconds a role waits for a peer's signal before the run fails.",
+                                    resumable=True)
+    startup_timeout: float = setting(
+        180.0, "Seconds the processes may take to start (build their models, load the data, first signals), and a "
+        "respawned role to rejoin, before the run fails.", resumable=True)
+    heartbeat_timeout: float = setting(
+        30.0, "Seconds without a heartbeat after which a role counts as hung (stopped, deadlocked) and is killed.",
+        resumable=True)
+    on_failure: str = setting(
+        "stop", "stop: a crashed or hung role ends the run. respawn: restart it from its latest checkpoint while the "
+        "others wait.", choices=ON_FAILURE, resumable=True)
+    max_restarts: int = setting(
+        3, "With --on-failure respawn: restarts allowed per role before the run gives up.", resumable=True)
+    out: str | None = setting(
+        None, "Run directory [default: runs/<timestamp>]. A non-empty one is refused without --force.", path=True,
+        resumable=True)
 
     @property
     def images(self) -> bool:
@@ -170,12 +287,9 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
-        def choice(name: str, options):
-            value = getattr(self, name)
-            need(value in options, f"--{name.replace('_', '-')} must be one of {', '.join(options)}, got {value!r}")
-
         need(isinstance(self.k, int) and self.k >= 1, f"--k must be an integer ≥ 1, got {self.k!r}")
-        need(isinstance(self.dataset, str) and (self.dataset in DATASETS + IMAGE_DATASETS or Path(self.dataset).exists()),
+        need(isinstance(self.dataset, str)
+             and (self.dataset in DATASETS + IMAGE_DATASETS or Path(self.dataset).exists()),
              f"--dataset must be one of {', '.join(DATASETS + IMAGE_DATASETS)}, or the path of your images "
              f"(.h5, .npy, .npz or a folder), got {self.dataset!r}")
         # defaults that depend on the data: filled in here, so config.json records what ran
@@ -188,41 +302,40 @@ class TrainConfig:
             # β0 = 1, grid25 at K = 25 leaves a corner mode unclaimed (docs/reproduce-2d). Images keep
             # the paper's value, which nothing here has measured against.
             self.beta0 = 1.0 if self.images else 3.0
-        choice("generator", GENERATORS)
+        for field in dataclasses.fields(self):  # every setting with choices (generator first: used just below)
+            options, value = field.metadata["choices"], getattr(self, field.name)
+            need(options is None or value in options,
+                 f"{option_flag(field)} must be one of {', '.join(options or ())}, got {value!r}")
         if self.generator == "sdeconv":
             sdeconv = SDECONV_FACTORIES[self.images]
             need(self.generator_factory in (None, sdeconv),
-                 f"--generator sdeconv is the built-in {sdeconv}; leave out --generator-factory (or drop --generator sdeconv)")
+                 f"--generator sdeconv is the built-in {sdeconv}; leave out --generator-factory "
+                 "(or drop --generator sdeconv)")
             self.generator_factory = sdeconv
         for role, factory in (DCGAN_FACTORIES if self.images else MLP_FACTORIES).items():
             if getattr(self, f"{role}_factory") is None:
                 setattr(self, f"{role}_factory", factory)
-        choice("engine", ENGINES)
-        choice("generator_loss", GENERATOR_LOSSES)
-        choice("classifier", CLASSIFIERS)
-        choice("feature_matching", FEATURE_MATCHING)
         need(isinstance(self.historical_averaging, (int, float)) and math.isfinite(self.historical_averaging)
              and self.historical_averaging >= 0,
              f"--historical-averaging is a weight λ ≥ 0 (0 = off), got {self.historical_averaging!r}")
         need(isinstance(self.label_smoothing, (int, float)) and 0.5 < self.label_smoothing <= 1.0,
-             f"--label-smoothing is D's real target α in (0.5, 1] (0.9 in Improved GAN; 1 = none), got {self.label_smoothing!r}")
-        choice("noise", NOISE_PRIORS)
-        choice("lr_decay", LR_DECAYS)
-        choice("beta_schedule", SCHEDULES)
-        choice("on_failure", ON_FAILURE)
-        choice("replica_sync", REPLICA_SYNCS)
-        choice("serve_lr_scaling", LR_SCALINGS)
+             f"--label-smoothing is D's real target α in (0.5, 1] (0.9 in Improved GAN; 1 = none), "
+             f"got {self.label_smoothing!r}")
         for name in ("d_replicas", "c_replicas", "sync_every", "serve_batch"):
             value = getattr(self, name)
-            need(isinstance(value, int) and value >= 1, f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
+            need(isinstance(value, int) and value >= 1,
+                 f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
         need(self.engine == "async" or (self.d_replicas == 1 and self.c_replicas == 1),
              "--d-replicas and --c-replicas need --engine async (the other engines run one D and one C)")
         need(not (self.shared_trunk and self.engine == "async"),
-             "--shared-trunk works with --engine sequential, batched or parallel (the async engine serves D and C apart)")
+             "--shared-trunk works with --engine sequential, batched or parallel "
+             "(the async engine serves D and C apart)")
         need(not (self.share_generator_body and self.engine == "async"),
-             "--share-generator-body works with --engine sequential, batched or parallel (its body steps once per round)")
+             "--share-generator-body works with --engine sequential, batched or parallel "
+             "(its body steps once per round)")
         need(not (self.share_generator_body and self.on_failure == "respawn"),
-             "--share-generator-body steps the body in generator 0; use --on-failure stop with it (and --resume after a failure)")
+             "--share-generator-body steps the body in generator 0; use --on-failure stop with it "
+             "(and --resume after a failure)")
         need(not (self.share_generator_body and self.devices),
              "--share-generator-body keeps the one body on --device; drop --devices")
         need(not (self.share_generator_body and (self.generator == "sdeconv" or self.virtual_batch_norm)),
@@ -230,9 +343,9 @@ class TrainConfig:
         need(not (self.shared_trunk and self.on_failure == "respawn"),
              "--shared-trunk runs C inside D's process; use --on-failure stop with it (and --resume after a failure)")
         need(not (self.engine == "async" and self.on_failure == "respawn"),
-             "--on-failure respawn works with --engine parallel; the async engine stops on a failure (resume it with --resume)")
+             "--on-failure respawn works with --engine parallel; the async engine stops on a failure "
+             "(resume it with --resume)")
         for role in ("generator", "discriminator", "classifier"):
-            choice(f"optimizer_{role}", OPTIMIZERS)
             lr = getattr(self, f"lr_{role}")
             need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, f"--lr-{role} must be > 0, got {lr!r}")
         for name in ("rounds", "batch_size", "noise_dim", "hidden", "width", "threads", "eval_every", "eval_samples",
@@ -242,8 +355,10 @@ class TrainConfig:
             need(isinstance(value, int) and value >= 1,
                  f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
         need(isinstance(self.minibatch_features, int) and self.minibatch_features >= 0,
-             f"--minibatch-features is B, the kernels of minibatch discrimination (0 = off), got {self.minibatch_features!r}")
-        need(0.0 < self.threshold < 1.0, f"--threshold is a probability strictly between 0 and 1, got {self.threshold!r}")
+             f"--minibatch-features is B, the kernels of minibatch discrimination (0 = off), "
+             f"got {self.minibatch_features!r}")
+        need(0.0 < self.threshold < 1.0,
+             f"--threshold is a probability strictly between 0 and 1, got {self.threshold!r}")
         need(isinstance(self.beta0, (int, float)) and self.beta0 >= 0, f"--beta0 must be ≥ 0, got {self.beta0!r}")
         need(self.beta_decay is None or self.beta_decay >= 0, f"--beta-decay must be ≥ 0, got {self.beta_decay!r}")
         need(self.beta_tau > 0, f"--beta-tau must be > 0, got {self.beta_tau!r}")
@@ -259,10 +374,11 @@ class TrainConfig:
         need(self.out is None or (isinstance(self.out, str) and self.out.strip() and "\0" not in self.out),
              f"out must be a directory path, got {self.out!r}")
         need(isinstance(self.device, str), f"--device must be a device name, got {self.device!r}")
-        need(self.devices is None or isinstance(self.devices, str), f"--devices must be a placement, got {self.devices!r}")
-        from .devices import check
-        check(self)
-        need(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"--seed must be an integer in [0, 2^63), got {self.seed!r}")
+        need(self.devices is None or isinstance(self.devices, str),
+             f"--devices must be a placement, got {self.devices!r}")
+        check_devices(self)
+        need(isinstance(self.seed, int) and 0 <= self.seed < 2**63,
+             f"--seed must be an integer in [0, 2^63), got {self.seed!r}")
         return self
 
     def to_json(self) -> str:
@@ -277,7 +393,9 @@ class TrainConfig:
         for field in dataclasses.fields(cls):
             if field.name in data and not _has_type(data[field.name], field.type):
                 raise ConfigError(f"config key {field.name!r} must be {field.type}, got {data[field.name]!r}")
-        return cls(**data)
+        # a run made before the package moved names the built-in factories by their old modules
+        factories = {f"{role}_factory": canonical_factory(data.get(f"{role}_factory")) for role in MODEL_ROLES}
+        return cls(**{**data, **{name: value for name, value in factories.items() if name in data}})
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TrainConfig":
@@ -290,3 +408,25 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must hold a JSON object")
         return cls.from_dict(data)
+
+
+def option_flag(field: dataclasses.Field) -> str:
+    """A setting's ``sharedgan launch`` option: ``--field-name`` unless :func:`setting` named another."""
+    return field.metadata["flag"] or "--" + field.name.replace("_", "-")
+
+
+def marked(mark: str) -> tuple[str, ...]:
+    """The names of the settings with ``mark`` (``"resumable"``, ``"fingerprint"``), in field order."""
+    return tuple(field.name for field in dataclasses.fields(TrainConfig) if field.metadata[mark])
+
+
+# Settings that only say how the run is carried out: --resume may change them. Any other field
+# shapes the math, so resuming with a different value is refused.
+RESUMABLE = marked("resumable")
+# The settings a checkpoint's tensors depend on: a checkpoint made with other values is refused.
+FINGERPRINT_FIELDS = marked("fingerprint")
+
+
+def fingerprint(config: TrainConfig) -> dict:
+    """The values of ``config``'s :data:`FINGERPRINT_FIELDS`, as a checkpoint's manifest records them."""
+    return {name: getattr(config, name) for name in FINGERPRINT_FIELDS}

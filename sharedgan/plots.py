@@ -1,18 +1,19 @@
 """Pictures of a run, drawn from run.h5: samples by generator, loss and β curves (and each
 generator's spread for image runs), evolution."""
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .diversity import COLLAPSED  # noqa: E402
-from .record import read_run_file  # noqa: E402
+from sharedgan.eval.spread import COLLAPSED  # noqa: E402
+from sharedgan.storage.runfile import read_run_file  # noqa: E402
+
+matplotlib.use("Agg")
 
 
 def _colors(k: int):
@@ -21,21 +22,22 @@ def _colors(k: int):
 
 
 def _scatter(ax, data: dict, index: int, title: str) -> None:
-    _points(ax, data["data/centers"], data["eval/samples"][index], data["eval/generator"][index],
+    draw_mixture(ax, data["data/centers"], data["eval/samples"][index], data["eval/generator"][index],
             int(data["attrs"]["k"]), title)
 
 
 def scatter_samples(samples: np.ndarray, which: np.ndarray, centers: np.ndarray, k: int, path: Path) -> Path:
     """2-D samples coloured by generator over the real modes, as a PNG."""
     fig, ax = plt.subplots(figsize=(6, 6))
-    _points(ax, centers, samples, which, k, f"{len(samples)} samples (rings: real modes)")
+    draw_mixture(ax, centers, samples, which, k, f"{len(samples)} samples (rings: real modes)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
 
 
-def _points(ax, centers, samples, which, k: int, title: str) -> None:
+def draw_mixture(ax, centers, samples, which, k: int, title: str) -> None:
+    """A 2-D scatter of samples coloured by generator over rings at the true modes, on ``ax``."""
     ax.scatter(centers[:, 0], centers[:, 1], s=120, facecolors="none", edgecolors="0.6", linewidths=1, zorder=1)
     for g, color in enumerate(_colors(k)):
         pts = samples[which == g]
@@ -144,3 +146,4 @@ def save_image_grid(images: np.ndarray, target, columns: int, scale: int = 2) ->
     grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
     plt.imsave(target, grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None,
                vmin=0, vmax=255, format="png")
+

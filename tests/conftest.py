@@ -1,22 +1,19 @@
-import json
-import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from leaks import Snapshot, wait_clean  # noqa: E402
-
-FIXTURES = str(Path(__file__).parent / "fixtures")
-TINY = ["--k", "2", "--batch-size", "32", "--hidden", "16", "--eval-samples", "200", "--quiet"]
+from helpers.launch import Launch  # noqa: E402
+from helpers.leaks import Snapshot, wait_clean  # noqa: E402
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long trainings and many-seed studies (run from examples/ or benchmarks/)")
+def pytest_collection_modifyitems(items):
+    """A test that launches a run or checks for leaked processes starts processes, wherever it is."""
+    for item in items:
+        if {"launch", "leak_check"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.processes)
 
 
 @pytest.fixture
@@ -26,44 +23,6 @@ def leak_check():
     yield before
     leaks = wait_clean(before)
     assert not leaks, f"left behind: {leaks}"
-
-
-class Launch:
-    """`python -m sharedgan launch ...` in a subprocess, with helpers to watch it."""
-
-    def __init__(self, out: Path, *args: str, env: dict | None = None, resume: bool = False):
-        self.out = Path(out)
-        cmd = [sys.executable, "-m", "sharedgan", "launch", "--resume" if resume else "--out", str(out), *args]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([FIXTURES, os.environ.get("PYTHONPATH", "")]), **(env or {})}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                     start_new_session=True)  # its own group, as a job in a terminal
-
-    def wait_for_log(self, text: str, timeout: float = 120.0) -> None:
-        log = self.out / "logs" / "runner.log"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if log.exists() and text in log.read_text():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"launch exited early ({self.proc.returncode}): {self.proc.communicate()}")
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} not in {log} after {timeout} s")
-
-    def pids(self) -> dict:
-        return json.loads((self.out / "processes.json").read_text())
-
-    def signal(self, name: str, sig: int) -> float:
-        os.kill(self.proc.pid if name == "runner" else self.pids()[name], sig)
-        return time.monotonic()
-
-    def interrupt_group(self) -> float:
-        """Ctrl-C as a terminal sends it: SIGINT to every process of the job's group."""
-        os.killpg(self.proc.pid, signal.SIGINT)
-        return time.monotonic()
-
-    def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, err
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ import multiprocessing.resource_tracker as resource_tracker
 import pytest
 import torch
 
-from conftest import FIXTURES
-from leaks import Snapshot, wait_clean
-from sharedgan import ConfigError, TrainConfig, checkpoint, load_run, train
+from helpers.launch import FIXTURES
+from helpers.leaks import Snapshot, wait_clean
+from sharedgan import ConfigError, TrainConfig, load_run, train
+from sharedgan.storage import checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +38,7 @@ def test_user_factory_runs_in_every_process_without_leaking_fds(tmp_path):
 
 
 def module_level_factory(spec):
-    from sharedgan.models import mlp_generator
+    from sharedgan.models.mlp import mlp_generator
     return mlp_generator(spec)
 
 

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from sharedgan import TrainConfig, checkpoint, resume, train
-from sharedgan.buffer import ParameterRegion
-from sharedgan.config import ConfigError
-from sharedgan.engines.asynchronous import Dispatcher
-from sharedgan.record import read_run_file
+from sharedgan import TrainConfig, resume, train
+from sharedgan.engines.asynchronous.supervisor import Dispatcher
+from sharedgan.errors import ConfigError
+from sharedgan.runtime.buffer import ParameterRegion
+from sharedgan.storage import checkpoint
+from sharedgan.storage.runfile import read_run_file
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 
 # ---- the dispatcher: a slot never waits while a server is free ------------------------------------
@@ -154,8 +157,8 @@ def test_an_async_checkpoint_resumes_in_every_engine(tmp_path):
 
 
 def test_a_step_on_several_slots_scales_the_learning_rate_by_their_square_root():
-    from sharedgan.engines.async_loops import step_lr_scale
-    from sharedgan.roles import dataset_of, model_spec
+    from sharedgan.engines.asynchronous.loops import step_lr_scale
+    from sharedgan.roles.build import dataset_of, model_spec
     from sharedgan.roles.discriminator import DiscriminatorRole
     cfg = TrainConfig(k=4, lr_discriminator=1e-3, lr_decay="none").validate()
     assert step_lr_scale(cfg, 4) == 2.0 and step_lr_scale(cfg, 1) == 1.0

@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from sharedgan import TrainConfig, train
-from sharedgan.buffer import SlotBuffer, slot_fields
-from sharedgan.losses import classifier_loss
-from sharedgan.record import read_run_file
-from sharedgan.roles import dataset_of, model_spec
+from sharedgan.math.losses import classifier_loss
+from sharedgan.roles.build import dataset_of, model_spec
 from sharedgan.roles.classifier import ClassifierRole
 from sharedgan.roles.discriminator import DiscriminatorRole
+from sharedgan.runtime.buffer import SlotBuffer, slot_fields
+from sharedgan.storage.runfile import read_run_file
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 SMALL = dict(rounds=30, batch_size=32, eval_every=15, checkpoint_every=15, seed=11)
 
@@ -51,7 +53,8 @@ def test_classifier_steps_once_on_the_sum_of_its_heads():
     clf = ClassifierRole(cfg, spec)
     before = copy.deepcopy(clf.net)
     logits = before(buf.sample.reshape(-1, 2)).reshape(3, 16, 3)
-    heads = [classifier_loss(torch.cat([logits[j, :, k] for j in range(3) if j != k]), logits[k, :, k]) for k in range(3)]
+    heads = [classifier_loss(torch.cat([logits[j, :, k] for j in range(3) if j != k]), logits[k, :, k])
+             for k in range(3)]
     expected_loss = float((sum(heads) / 3).detach())
     sum(heads).backward()
     assert clf.serve_all(buf, 0) == pytest.approx(expected_loss, rel=1e-6)

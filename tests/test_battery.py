@@ -5,39 +5,18 @@ import json
 import os
 import resource
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, TINY
-from data_files import cifar_archive, cifar_folder, mnist_files
+from helpers.cli import cli, cli_here, one_line
+from helpers.data_files import cifar_archive, cifar_folder, mnist_files
+from helpers.launch import FIXTURES, TINY
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 RUN_ARGS = TINY + ["--rounds", "40", "--eval-every", "20", "--checkpoint-every", "20", "--engine", "sequential"]
-
-
-def cli(*args, preexec=None):
-    env = {**os.environ, "PYTHONPATH": FIXTURES}
-    return subprocess.run([sys.executable, "-m", "sharedgan", *args], capture_output=True, text=True, env=env,
-                          timeout=300, preexec_fn=preexec)
-
-
-def cli_here(capsys, *args):
-    """The console entry point in this process: bad options fail before anything is spawned, so
-    this is the same code path as the subprocess, without a torch import per case."""
-    from sharedgan.cli import main
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_.value.code, captured.out, captured.err)
-
-
-def one_line(res, code: int, says: str) -> None:
-    assert res.returncode == code, res.stderr
-    assert says in res.stderr, res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr
 
 
 def tree(folder: Path) -> dict:
@@ -82,10 +61,12 @@ OPTIONS = [  # malformed option values: refused before anything is written
     (["--classifier", "two-vs-all"], "'two-vs-all' is not one of 'ovr', 'softmax', 'one-vs-all', 'pairwise'"),
     (["--minibatch-features", "-1"], "--minibatch-features is B"),
     (["--bank", "0"], "--bank must be an integer ≥ 1"),
-    (["--generator", "sdeconv", "--generator-factory", "user_models:wide_generator"], "--generator sdeconv is the built-in"),
+    (["--generator", "sdeconv", "--generator-factory", "user_models:wide_generator"],
+     "--generator sdeconv is the built-in"),
     (["--shared-trunk", "--engine", "async"], "--shared-trunk works with --engine sequential, batched or parallel"),
     (["--share-generator-body", "--virtual-batch-norm"], "--share-generator-body works with the standard generator"),
-    (["--feature-matching", "add", "--discriminator-factory", "user_models:plain_discriminator"], "needs a discriminator with forward_features"),
+    (["--feature-matching", "add", "--discriminator-factory", "user_models:plain_discriminator"],
+     "needs a discriminator with forward_features"),
     (["--devices", "generators=cpu"], "is not ROLE:DEVICE[,DEVICE...]"),
     (["--devices", "decoder:cpu"], "is not ROLE:DEVICE[,DEVICE...]"),
     (["--devices", "classifier:cpu;classifier:cpu"], "--devices names classifier twice"),

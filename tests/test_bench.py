@@ -1,12 +1,14 @@
 """sharedgan bench: the table, bench.h5 and the plot from a tiny study, and its arithmetic."""
-import h5py
 import math
 
+import h5py
 import numpy as np
 import pytest
 
+from helpers.cli import cli
 from sharedgan.bench import BenchPlan, cells, engine_settings, time_shares, time_to_quality
-from test_battery import cli
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 
 def test_time_to_quality_is_the_first_evaluation_on_target():
@@ -36,7 +38,8 @@ def test_shares_and_speedups():
 def test_engines_carry_their_settings():
     assert engine_settings("async:b8:r2:hogwild") == {"engine": "async", "serve_batch": 8, "d_replicas": 2,
                                                        "c_replicas": 2, "replica_sync": "hogwild"}
-    assert engine_settings("async:d3:copy:s5") == {"engine": "async", "d_replicas": 3, "replica_sync": "copy", "sync_every": 5}
+    assert engine_settings("async:d3:copy:s5") == {"engine": "async", "d_replicas": 3,
+                                                   "replica_sync": "copy", "sync_every": 5}
     plan = BenchPlan([8], ["sequential", "async:r2"], cores=24, in_process_threads=1)
     assert plan.processes("async:r2", 8) == 12 and plan.threads("async:r2", 8) == 2  # 24 cores over 12 processes
     assert plan.processes("parallel", 8) == 10 and plan.threads("sequential", 8) == 1
@@ -48,7 +51,8 @@ def test_a_tiny_study_end_to_end(tmp_path, leak_check):
               "--engines", "sequential,parallel,async:b2")
     assert res.returncode == 0, res.stderr
     table = res.stdout
-    assert "| sequential | 2 |" in table and "| parallel | 2 |" in table and "| async:b2 | 2 |" in table and "cores" in table
+    assert ("| sequential | 2 |" in table and "| parallel | 2 |" in table and "| async:b2 | 2 |" in table
+            and "cores" in table)
     with h5py.File(out / "bench.h5") as f:
         for engine in ("sequential", "parallel"):
             assert f[f"{engine}/seconds_per_round"].shape == (1,) and f[f"{engine}/seconds_per_round"][0] > 0

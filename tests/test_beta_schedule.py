@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sharedgan.beta_schedule import BetaSchedule, default_decay, loss_gaps
+from sharedgan.math.beta_schedule import BetaSchedule, default_decay, loss_gaps
 
 E_M1 = 0.36787944117144233       # exp(−1)
 TWO_SIG_M2 = 0.2384058440442351  # 2σ(−2) = 2 / (1 + e²)

@@ -1,7 +1,7 @@
 import torch
 import torch.multiprocessing as mp
 
-from sharedgan.buffer import ALIGN, SlotBuffer, slot_fields
+from sharedgan.runtime.buffer import ALIGN, SlotBuffer, slot_fields
 
 
 def fields():

@@ -1,24 +1,18 @@
 """The command line: bad input gets one line and exit code 2; sample and eval work on a real run."""
-import os
-import subprocess
-import sys
 
 import h5py
 import pytest
 
-from conftest import FIXTURES, TINY
+from helpers.cli import cli
+from helpers.launch import TINY
 
-
-def run_cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": FIXTURES}
-    return subprocess.run([sys.executable, "-m", "sharedgan", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=300)
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    res = run_cli("launch", "--out", str(out), *TINY, "--rounds", "40", "--eval-every", "20", "--engine", "sequential")
+    res = cli("launch", "--out", str(out), *TINY, "--rounds", "40", "--eval-every", "20", "--engine", "sequential")
     assert res.returncode == 0, res.stderr
     return out, res
 
@@ -38,7 +32,7 @@ def test_launch_writes_the_run_directory(finished_run):
 
 def test_config_reruns_the_same_training(finished_run, tmp_path):
     out, _ = finished_run
-    res = run_cli("launch", "--config", str(out / "config.json"), "--out", str(tmp_path / "again"), "--quiet")
+    res = cli("launch", "--config", str(out / "config.json"), "--out", str(tmp_path / "again"), "--quiet")
     assert res.returncode == 0, res.stderr
     with h5py.File(out / "run.h5") as a, h5py.File(tmp_path / "again" / "run.h5") as b:
         assert (a["loss/generator"][()] == b["loss/generator"][()]).all()
@@ -47,25 +41,25 @@ def test_config_reruns_the_same_training(finished_run, tmp_path):
 def test_sample_writes_samples_and_generators(finished_run, tmp_path):
     out, _ = finished_run
     target = tmp_path / "s.h5"
-    res = run_cli("sample", str(out), "--n", "300", "--out", str(target))
+    res = cli("sample", str(out), "--n", "300", "--out", str(target))
     assert res.returncode == 0, res.stderr
     with h5py.File(target) as f:
         assert f["samples"].shape == (300, 2) and f["generator"].shape == (300,)
         assert set(f["generator"][()].tolist()) == {0, 1}
-    again = run_cli("sample", str(out), "--n", "300", "--out", str(target))
+    again = cli("sample", str(out), "--n", "300", "--out", str(target))
     assert again.returncode == 2 and "exists" in again.stderr
 
 
 def test_eval_prints_the_mode_table(finished_run):
     out, _ = finished_run
-    res = run_cli("eval", str(out), "--n", "500")
+    res = cli("eval", str(out), "--n", "500")
     assert res.returncode == 0, res.stderr
     assert "modes covered" in res.stdout and "generator × mode" in res.stdout
     assert "where the time goes" in res.stdout and "discriminator" in res.stdout.split("where the time goes")[1]
 
 
 def test_help_explains_every_option():
-    res = run_cli("launch", "--help")
+    res = cli("launch", "--help")
     assert res.returncode == 0
     for flag in ("--k", "--dataset", "--engine", "--rounds", "--batch-size", "--lr", "--beta-schedule", "--threshold",
                  "--seed", "--out", "--device", "--force", "--config"):
@@ -73,7 +67,7 @@ def test_help_explains_every_option():
 
 
 def test_factory_returning_no_module_fails_clearly(tmp_path):
-    res = run_cli("launch", "--out", str(tmp_path / "r"), *TINY, "--rounds", "2", "--engine", "sequential",
+    res = cli("launch", "--out", str(tmp_path / "r"), *TINY, "--rounds", "2", "--engine", "sequential",
                   "--classifier-factory", "user_models:not_a_module")
     assert res.returncode == 2 and "not a torch.nn.Module" in res.stderr
     assert not (tmp_path / "r").exists()
@@ -83,14 +77,14 @@ def test_existing_run_is_refused_without_force(tmp_path):
     out = tmp_path / "taken"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    res = run_cli("launch", "--out", str(out), *TINY, "--rounds", "2")
+    res = cli("launch", "--out", str(out), *TINY, "--rounds", "2")
     assert res.returncode == 2 and "--force" in res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-    forced = run_cli("launch", "--out", str(out), *TINY, "--rounds", "2", "--engine", "sequential", "--force")
+    forced = cli("launch", "--out", str(out), *TINY, "--rounds", "2", "--engine", "sequential", "--force")
     assert forced.returncode == 0, forced.stderr
     assert (out / "notes.txt").read_text() == "mine"  # --force replaces the run, not the user's files
 
 
 def test_sample_from_a_non_run(tmp_path):
-    res = run_cli("sample", str(tmp_path), "--out", str(tmp_path / "x.h5"))
+    res = cli("sample", str(tmp_path), "--out", str(tmp_path / "x.h5"))
     assert res.returncode == 2 and "not a sharedgan run" in res.stderr

@@ -1,15 +1,15 @@
 """Class coverage: the classifier learns what it can, refuses what it cannot, is cached, and the
 report counts classes the way the 2-D mode table counts modes."""
-import h5py
 import math
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
-from data_files import learnable_images
-from sharedgan import coverage
-from sharedgan.image_data import load, to_uint8
+from helpers.data_files import learnable_images
+from sharedgan.data.images import load, to_uint8
+from sharedgan.eval import coverage
 
 
 def own_data(tmp_path, n=360, classes=3, labels=True, shuffle_labels=False, name="mine"):
@@ -66,7 +66,8 @@ def test_a_weak_classifier_or_no_labels_is_refused(tmp_path):
     assert weak.accuracy < coverage.MIN_ACCURACY
     with pytest.raises(coverage.CoverageRefused, match=r"below the 80% needed; train it longer"):
         coverage.class_coverage(weak, as_samples(np.asarray(noisy.images[:10])), torch.zeros(10), 1)
-    report = coverage.class_coverage(weak, as_samples(np.asarray(noisy.images[:10])), torch.zeros(10), 1, min_accuracy=0.0)
+    report = coverage.class_coverage(weak, as_samples(np.asarray(noisy.images[:10])), torch.zeros(10), 1,
+                                     min_accuracy=0.0)
     assert report.num_samples == 10  # the gate is the only thing that refused
     unlabelled = own_data(tmp_path, n=40, labels=False, name="plain")
     with pytest.raises(coverage.CoverageRefused, match="no class labels"):

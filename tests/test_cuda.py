@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from sharedgan import TrainConfig, train
-from sharedgan.config import ConfigError
-from sharedgan.devices import parse_placement, role_device
-from sharedgan.record import read_run_file
+from sharedgan.errors import ConfigError
+from sharedgan.runtime.devices import parse_placement, role_device
+from sharedgan.storage.runfile import read_run_file
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device here")
@@ -17,7 +19,8 @@ SMALL = dict(k=2, rounds=30, batch_size=32, eval_every=15, checkpoint_every=15, 
 
 def test_placement_deals_generators_over_their_devices():
     cfg = TrainConfig(k=5, devices="generators:cpu,cpu:0;classifier:cpu")
-    assert [role_device(cfg, f"generator-{k}") for k in range(5)] == [torch.device("cpu"), torch.device("cpu", 0)] * 2 + [torch.device("cpu")]
+    assert ([role_device(cfg, f"generator-{k}") for k in range(5)]
+            == [torch.device("cpu"), torch.device("cpu", 0)] * 2 + [torch.device("cpu")])
     assert role_device(cfg, "discriminator") == torch.device("cpu")  # unnamed: --device
     assert parse_placement(None) == {} and list(parse_placement(" generators:cpu ; ")) == ["generators"]
 
@@ -33,7 +36,8 @@ def test_cuda_is_refused_where_there_is_none():
 def test_placement_on_the_cpu_changes_nothing(tmp_path):
     """Every role placed explicitly (on the CPU here) runs the very same math."""
     runs = [train(TrainConfig(out=str(tmp_path / name), engine="parallel", **{**SMALL, "rounds": 10}, **extra)).run_dir
-            for name, extra in (("plain", {}), ("placed", {"devices": "generators:cpu;discriminator:cpu;classifier:cpu"}))]
+            for name, extra in (("plain", {}),
+                                ("placed", {"devices": "generators:cpu;discriminator:cpu;classifier:cpu"}))]
     a, b = (read_run_file(r / "run.h5") for r in runs)
     assert np.array_equal(a["loss/generator"], b["loss/generator"])
 
@@ -72,14 +76,15 @@ def test_a_killed_child_on_cuda_leaves_nothing(tmp_path, launch, leak_check):
 @pytest.mark.skipif(not HAS_CUDA or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
 def test_roles_on_two_gpus_match_one(tmp_path):
     placed = {"devices": "generators:cuda:0,cuda:1;discriminator:cuda:1;classifier:cuda:0"}
-    runs = [train(TrainConfig(out=str(tmp_path / n), engine="parallel", device="cuda:0", deterministic=True, **SMALL, **x)).run_dir
+    runs = [train(TrainConfig(out=str(tmp_path / n), engine="parallel", device="cuda:0",
+                              deterministic=True, **SMALL, **x)).run_dir
             for n, x in (("one", {}), ("two", placed))]
     assert _same(runs)
 
 
 def test_every_compute_process_flushes_denormals():
     """Saturated heads push C into denormal floats, ~10× slower on a CPU; prepare() flushes them."""
-    from sharedgan import devices
+    from sharedgan.runtime import devices
     denormal = torch.tensor([1e-39], dtype=torch.float32)
     try:
         devices.prepare(TrainConfig(), torch.device("cpu"))

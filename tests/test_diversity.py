@@ -2,11 +2,10 @@
 falls between them."""
 import numpy as np
 import torch
-
 from torch.nn import functional as F
 
-from sharedgan import diversity
-from sharedgan.image_data import from_uint8, to_uint8
+from sharedgan.data.images import from_uint8, to_uint8
+from sharedgan.eval import spread as diversity
 
 
 def test_spread_is_the_mean_pairwise_distance_of_coarse_pictures():

@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from sharedgan import TrainConfig, checkpoint, train
-from sharedgan.record import read_run_file
+from sharedgan import TrainConfig, train
+from sharedgan.storage import checkpoint
+from sharedgan.storage.runfile import read_run_file
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 SERIES = ["loss/discriminator", "loss/classifier", "loss/generator", "beta", "term/discriminator", "term/classifier"]
 
@@ -83,15 +86,18 @@ def test_grid25_trains_in_both_engines(tmp_path):
 
 
 OPTION_SETS = {
-    "ns+label-smoothing+historical-averaging": dict(generator_loss="ns", label_smoothing=0.9, historical_averaging=0.01),
+    "ns+label-smoothing+historical-averaging": dict(generator_loss="ns", label_smoothing=0.9,
+                                                    historical_averaging=0.01),
     "softmax+feature-matching+minibatch": dict(k=3, classifier="softmax", feature_matching="replace",
                                                minibatch_features=4, minibatch_kernel_dim=3),
-    "one-vs-all+virtual-batch-norm+sdeconv": dict(k=3, classifier="one-vs-all", virtual_batch_norm=True, generator="sdeconv"),
+    "one-vs-all+virtual-batch-norm+sdeconv": dict(k=3, classifier="one-vs-all", virtual_batch_norm=True,
+                                                  generator="sdeconv"),
     "pairwise+feature-matching-added": dict(k=3, classifier="pairwise", feature_matching="add"),
 }
 
 
-@pytest.mark.parametrize("options", [*OPTION_SETS.values(), pytest.param(dict(generator_loss="minimax"), marks=pytest.mark.slow)],
+@pytest.mark.parametrize("options", [*OPTION_SETS.values(),
+                                     pytest.param(dict(generator_loss="minimax"), marks=pytest.mark.slow)],
                          ids=[*OPTION_SETS, "minimax"])
 def test_objective_options_train_and_the_engines_agree(tmp_path, options):
     base = {**dict(k=2, rounds=20, eval_every=10, eval_samples=200, batch_size=32, hidden=16, seed=4), **options}

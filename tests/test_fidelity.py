@@ -14,9 +14,9 @@ try:
 except Exception:  # noqa: BLE001 - a mismatched torchvision fails with RuntimeError, not ImportError
     pytest.skip("torch-fidelity is not importable here (pip install 'sharedgan[metrics]')", allow_module_level=True)
 
-from data_files import learnable_images
+from helpers.data_files import learnable_images
 from sharedgan import TrainConfig, load_run, train
-from sharedgan.fidelity import MetricsUnavailable, inception_metrics
+from sharedgan.eval.fidelity import MetricsUnavailable, inception_metrics
 
 SMOKE = dict(k=2, width=4, rounds=4, batch_size=8, eval_every=4, checkpoint_every=4, seed=3)
 

@@ -4,8 +4,9 @@ import h5py
 import numpy as np
 import pytest
 
-from data_files import CIFAR_BATCHES, cifar_archive, cifar_batch, cifar_folder, mnist_files
-from sharedgan.image_data import DataError, load, md5
+from helpers.data_files import CIFAR_BATCHES, cifar_archive, cifar_batch, cifar_folder, mnist_files
+from sharedgan.data.images import load, md5
+from sharedgan.errors import DataError
 
 
 def test_cifar10_from_the_extracted_folder(tmp_path):

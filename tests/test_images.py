@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from data_files import cifar_folder, learnable_images, mnist_files
-from sharedgan import TrainConfig, train
-from sharedgan.dcgan import classifier, discriminator, generator
-from sharedgan.models import FactoryError, ModelSpec
-from sharedgan.record import read_run_file
-from test_battery import cli
+from helpers.cli import cli
+from helpers.data_files import cifar_folder, learnable_images, mnist_files
+from sharedgan import TrainConfig, load_run, train
+from sharedgan.errors import FactoryError
+from sharedgan.models.dcgan import classifier, discriminator, generator
+from sharedgan.models.spec import ModelSpec
+from sharedgan.storage.runfile import read_run_file
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 SMOKE = dict(k=2, width=4, rounds=8, batch_size=8, eval_every=4, checkpoint_every=4, seed=3)
 
@@ -102,12 +105,18 @@ def test_mnist_and_own_h5_train(tmp_path):
                             data_dir=str(tmp_path / "cache-home"), **SMOKE))
     data = read_run_file(own.run_dir / "run.h5")
     assert data["eval/images"].shape[-3:] == (64, 64, 3) and data["attrs"]["data_name"] == "mine"
+    # sampling needs nothing but the run directory: not the data, not its cache
+    shutil.rmtree(tmp_path / "cache-home")
+    (tmp_path / "mine.h5").unlink()
+    samples, which = load_run(own.run_dir).sample(5)
+    assert samples.shape == (5, 3, 64, 64) and which.shape == (5,)
 
 
 @pytest.mark.parametrize("options", [
     dict(generator="sdeconv", bank=3, classifier="pairwise", feature_matching="add", minibatch_features=4),
     pytest.param(dict(virtual_batch_norm=True, classifier="one-vs-all", shared_trunk=True), marks=pytest.mark.slow),
-    pytest.param(dict(share_generator_body=True, classifier="softmax", feature_matching="replace"), marks=pytest.mark.slow),
+    pytest.param(dict(share_generator_body=True, classifier="softmax", feature_matching="replace"),
+                 marks=pytest.mark.slow),
 ], ids=["sdeconv+pairwise+feature-matching+minibatch", "virtual-batch-norm+one-vs-all+shared-trunk",
         "shared-body+softmax+feature-matching"])
 def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, options):
@@ -122,7 +131,8 @@ def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, optio
 
 def test_an_image_run_written_before_spread_existed_resumes(tmp_path):
     """run.h5 files from before eval/spread: a resumed run keeps their evaluations (spread NaN)."""
-    from sharedgan import checkpoint, resume
+    from sharedgan import resume
+    from sharedgan.storage import checkpoint
     cifar_folder(tmp_path / "data", n=16)
     run = train(TrainConfig(dataset="cifar10", data_dir=str(tmp_path / "data"), engine="sequential",
                             out=str(tmp_path / "run"), **SMOKE)).run_dir

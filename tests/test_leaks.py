@@ -5,9 +5,12 @@ import subprocess
 import tempfile
 import time
 
+import pytest
 import zmq
 
-from leaks import Snapshot, run_processes, wait_clean
+from helpers.leaks import Snapshot, run_processes, wait_clean
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 
 def test_planted_process_is_found():

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from sharedgan import losses
+from sharedgan.math import losses
 
 LN2 = 0.6931471805599453            # softplus(0)
 SP_M2 = 0.1269280110429725          # softplus(-2) = ln(1 + e^-2)
@@ -96,12 +96,13 @@ def test_one_sided_label_smoothing_moves_only_the_real_target():
     # real: ½[(0.9 + 0.1) ln 2 + 0.9 softplus(−2) + 0.1 softplus(2)]; fake (target 0): ln 2
     assert value == pytest.approx((LN2 + 0.9 * SP_M2 + 0.1 * SP_2) / 2 + LN2, abs=1e-7)
     assert value == pytest.approx(1.2031847763614043, abs=1e-6)
-    assert losses.discriminator_loss(d_real, d_fake, real_target=1.0).item() == pytest.approx((LN2 + SP_M2) / 2 + LN2, abs=1e-7)
+    assert (losses.discriminator_loss(d_real, d_fake, real_target=1.0).item()
+            == pytest.approx((LN2 + SP_M2) / 2 + LN2, abs=1e-7))
 
 
 def test_historical_averaging_pulls_towards_the_mean_of_past_parameters():
     from sharedgan.config import TrainConfig
-    from sharedgan.roles import RoleState
+    from sharedgan.roles.base import RoleState
 
     role = RoleState()
     role.name, role.config = "probe", TrainConfig(historical_averaging=1.0)
@@ -120,6 +121,7 @@ def test_historical_averaging_pulls_towards_the_mean_of_past_parameters():
     assert role._history[0] == 3 and role._history[1][0].item() == pytest.approx(2.855 / 3, abs=1e-7)
     state = role.state_dict(0)
     again = RoleState()
-    again.config, again.net, again.opt = role.config, torch.nn.Linear(1, 1, bias=False), torch.optim.SGD(role.net.parameters(), lr=0.1)
+    again.config, again.net, again.opt = (role.config, torch.nn.Linear(1, 1, bias=False),
+                                          torch.optim.SGD(role.net.parameters(), lr=0.1))
     again.load_state_dict(state)  # the history travels with the checkpoint (bit-exact resume)
     assert again._history[0] == 3 and torch.equal(again._history[1][0], role._history[1][0])

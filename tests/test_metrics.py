@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from sharedgan.data import grid, make_dataset, ring
-from sharedgan.metrics import mix, mixture_assignment, mode_report
+from sharedgan.data.mixtures import grid, make_dataset, ring
+from sharedgan.eval.modes import mix, mixture_assignment, mode_report
 
 
 def test_ring_and_grid_geometry():

@@ -5,12 +5,14 @@ import math
 import pytest
 import torch
 
-from sharedgan import TrainConfig, losses
-from sharedgan.buffer import SlotBuffer, slot_fields
-from sharedgan.layers import MinibatchDiscrimination, StochasticLinear, VirtualBatchNorm, route
-from sharedgan.models import ModelSpec, StochasticMLP, mlp_classifier
-from sharedgan.roles import make_model, model_spec
+from sharedgan import TrainConfig
+from sharedgan.math import losses
+from sharedgan.models.layers import MinibatchDiscrimination, StochasticLinear, VirtualBatchNorm, route
+from sharedgan.models.mlp import StochasticMLP, mlp_classifier
+from sharedgan.models.spec import ModelSpec
+from sharedgan.roles.build import make_model, model_spec
 from sharedgan.roles.classifier import ClassifierRole
+from sharedgan.runtime.buffer import SlotBuffer, slot_fields
 
 LN2 = 0.6931471805599453            # softplus(0)
 SP_1 = 1.3132616875182228           # softplus(1)
@@ -100,8 +102,10 @@ def test_softmax_and_one_vs_all_steps_by_hand():
     logits[1, :, 0] = -1.0  # now G_1's c_0 = −1: ova −log(1 − σ(−1)) = softplus(−1); ovr −log σ(−1) = softplus(1)
     (head0,) = losses.classifier_step_terms("one-vs-all", logits, [0], seen)
     (ovr0,) = losses.classifier_step_terms("ovr", logits, [0], seen)
-    assert head0.item() == pytest.approx(SP_M1 + SP_M1, abs=1e-6) and ovr0.item() == pytest.approx(SP_1 + SP_1, abs=1e-6)
-    assert losses.classifier_step_terms("softmax", logits, [0], torch.tensor([True, False])) == []  # nothing to contrast
+    assert (head0.item() == pytest.approx(SP_M1 + SP_M1, abs=1e-6)
+            and ovr0.item() == pytest.approx(SP_1 + SP_1, abs=1e-6))
+    assert losses.classifier_step_terms("softmax", logits, [0],
+                                        torch.tensor([True, False])) == []  # nothing to contrast
 
 
 def _classifier_errors(kind: str) -> torch.Tensor:
@@ -215,8 +219,9 @@ def test_virtual_batch_norm_stays_finite_on_a_near_constant_channel():
 def test_checkpoints_of_the_earlier_model_layout_still_load():
     """Runs written before the models exposed first/body and trunk/head keep loading."""
     from torch import nn
-    from sharedgan import dcgan
-    from sharedgan.models import mlp, mlp_discriminator, mlp_generator
+
+    from sharedgan.models import dcgan
+    from sharedgan.models.mlp import mlp, mlp_discriminator, mlp_generator
     spec = ModelSpec((2,), 2, 3, 16)
     torch.manual_seed(0)
     old_g = nn.Sequential(mlp(2, 16, 2), nn.Flatten())  # the earlier generator: Sequential(mlp, reshape)

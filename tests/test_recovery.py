@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
-from sharedgan import checkpoint
-from sharedgan.record import read_run_file
+from helpers.launch import TINY
+from sharedgan.storage import checkpoint
+from sharedgan.storage.runfile import read_run_file
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 
 def test_a_stopped_role_is_detected_by_heartbeat(launch, leak_check):
@@ -33,7 +35,8 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(launch, lea
     code, _, err = job.finish(120)
     assert code == 1, err
     line = err.strip().splitlines()[-1]
-    assert re.search(r"generator-\d diverged at round \d+: (NaN or Inf in its sample|its sample is not finite)", line), line
+    assert re.search(r"generator-\d diverged at round \d+: (NaN or Inf in its sample|its sample is not finite)",
+                     line), line
     assert "Traceback" not in err
     diverged_at = int(line.split("diverged at round ")[1].split(":")[0])
     latest = checkpoint.latest(job.out)

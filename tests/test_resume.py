@@ -4,49 +4,27 @@ import shutil
 import signal
 import time
 
-import numpy as np
 import pytest
-import torch
 
-from conftest import TINY
-from leaks import alive
-from sharedgan import TrainConfig, checkpoint, resume, train
-from sharedgan.record import read_run_file
+from helpers.launch import TINY
+from helpers.leaks import alive
+from helpers.runs import assert_same_run, cut_back_to
+from sharedgan import TrainConfig, resume, train
+from sharedgan.storage import checkpoint
+from sharedgan.storage.runfile import read_run_file
 
-SERIES = ["loss/discriminator", "loss/classifier", "loss/generator", "beta", "term/discriminator", "term/classifier",
-          "eval/samples", "eval/round"]
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
+
 BASE = dict(k=3, rounds=60, batch_size=32, hidden=16, eval_samples=200, eval_every=20, checkpoint_every=20,
             beta_schedule="combined", seed=11)  # combined: β reads every generator's last loss, which must resume too
 ARGS = TINY + ["--k", "3", "--rounds", "60", "--eval-every", "20", "--checkpoint-every", "20",
                "--beta-schedule", "combined", "--seed", "11"]
 
 
-def assert_same_run(a_dir, b_dir, roles):
-    a, b = read_run_file(a_dir / "run.h5"), read_run_file(b_dir / "run.h5")
-    for name in SERIES:
-        assert a[name].shape == b[name].shape, name
-        assert np.array_equal(a[name], b[name], equal_nan=True), f"{name} differs"
-    ca, cb = checkpoint.latest(a_dir), checkpoint.latest(b_dir)
-    assert ca.name == cb.name
-    for role in roles:
-        sa, sb = (checkpoint.load_role(c, role) for c in (ca, cb))
-        for key in sa["model"]:
-            assert torch.equal(sa["model"][key], sb["model"][key]), f"{role} {key} differs"
-        for i, state in sa["optimizer"]["state"].items():
-            assert torch.equal(state["exp_avg_sq"], sb["optimizer"]["state"][i]["exp_avg_sq"]), f"{role} Adam state"
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The uninterrupted run every resumed one is compared with."""
     return train(TrainConfig(engine="sequential", out=str(tmp_path_factory.mktemp("ref") / "run"), **BASE)).run_dir
-
-
-def cut_back_to(run_dir, round_index):
-    """Make ``run_dir`` look like a run stopped right after checkpoint ``round_index``."""
-    for folder in checkpoint.complete_checkpoints(run_dir):
-        if checkpoint.round_of(folder) > round_index:
-            shutil.rmtree(folder)
 
 
 @pytest.mark.parametrize("first, then", [("sequential", "sequential"), ("parallel", "parallel"),
@@ -125,7 +103,7 @@ def test_resume_refuses_a_running_run(launch, leak_check, tmp_path):
     job = launch(*TINY, "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "50")
     job.wait_for_log("training started")
     for extra in (["--resume", str(job.out)], ["--out", str(job.out), "--force"]):
-        from test_cli import run_cli
+        from helpers.cli import cli as run_cli
         res = run_cli("launch", *extra, "--quiet")
         assert res.returncode == 2 and "still going" in res.stderr, res.stderr
     job.signal("runner", signal.SIGINT)
@@ -140,4 +118,5 @@ def test_historical_averaging_resumes_bit_for_bit(tmp_path):
     cut_back_to(tmp_path / "cut", 19)
     assert resume(tmp_path / "cut").rounds_completed == 40
     assert_same_run(whole, tmp_path / "cut", TrainConfig(**BASE).roles)
-    assert int(checkpoint.load_role(checkpoint.latest(whole), "discriminator")["history_count"]) == 1 + 40 * 3  # K steps a round
+    assert int(checkpoint.load_role(checkpoint.latest(whole),
+                                    "discriminator")["history_count"]) == 1 + 40 * 3  # K steps a round

@@ -5,10 +5,12 @@ import time
 import pytest
 import torch
 
-from conftest import TINY
-from leaks import alive
-from sharedgan import checkpoint
-from sharedgan.record import read_run_file
+from helpers.launch import TINY
+from helpers.leaks import alive
+from sharedgan.storage import checkpoint
+from sharedgan.storage.runfile import read_run_file
+
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 LONG = TINY + ["--k", "3", "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "100000"]
 

@@ -7,14 +7,16 @@ import shutil
 import pytest
 import torch
 
-from sharedgan import TrainConfig, checkpoint, resume, train
-from sharedgan.record import read_run_file
-from sharedgan.roles import model_spec
-from sharedgan.roles.discriminator import DiscriminatorRole
+from helpers.runs import assert_same_run, cut_back_to
+from sharedgan import TrainConfig, resume, train
+from sharedgan.roles.build import model_spec
 from sharedgan.roles.classifier import ClassifierRole
+from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.roles.generator import SharedBody, make_body
+from sharedgan.storage import checkpoint
+from sharedgan.storage.runfile import read_run_file
 
-from test_resume import assert_same_run, cut_back_to
+pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
 BASE = dict(k=3, rounds=40, batch_size=32, hidden=16, eval_samples=200, eval_every=20, checkpoint_every=20, seed=5,
             shared_trunk=True, share_generator_body=True)
@@ -84,7 +86,7 @@ def test_a_classifier_step_moves_ds_trunk_and_not_ds_head():
     clf = ClassifierRole(config, spec, discriminator=disc.net)
     trunk = [p.detach().clone() for p in disc.net.trunk.parameters()]
     head = [p.detach().clone() for p in disc.net.head.parameters()]
-    from sharedgan.buffer import SlotBuffer, slot_fields
+    from sharedgan.runtime.buffer import SlotBuffer, slot_fields
     buf = SlotBuffer.allocate(slot_fields(16, (2,), 10), 2, shared=False)
     buf.sample.copy_(torch.randn(2, 16, 2))
     buf.sample_round.fill_(0)
@@ -115,12 +117,12 @@ def test_a_tied_body_shares_parameters_and_keeps_its_own_statistics():
 
 
 def test_building_a_shared_head_leaves_ds_batch_norm_statistics_alone(tmp_path):
-    from sharedgan.roles import make_model
+    from sharedgan.roles.build import make_model
     config = TrainConfig(k=2, dataset="mnist", width=4, shared_trunk=True)
     config.noise_dim, config.eval_samples = 100, 8
     for role in ("generator", "discriminator", "classifier"):
-        setattr(config, f"{role}_factory", f"sharedgan.dcgan:{role}")
-    from sharedgan.models import ModelSpec
+        setattr(config, f"{role}_factory", f"sharedgan.models.dcgan:{role}")
+    from sharedgan.models.spec import ModelSpec
     spec = ModelSpec((1, 32, 32), 100, 2, width=4)
     disc = make_model(config, "discriminator", spec)
     before = {k: v.clone() for k, v in disc.state_dict().items()}

@@ -4,8 +4,18 @@ import time
 import pytest
 import zmq
 
-from sharedgan.signals import (FRAME, Aborted, Endpoints, Kind, Mailbox, Outbox, Role, SignalTimeout, decode,
-                               encode)
+from sharedgan.runtime.messages import (
+    FRAME,
+    Aborted,
+    Endpoints,
+    Kind,
+    Mailbox,
+    Outbox,
+    Role,
+    SignalTimeout,
+    decode,
+    encode,
+)
 
 TOKEN = b"t" * 16
 

@@ -15,9 +15,13 @@
   ``--serve-batch B`` > 1 a D or C process takes up to B waiting slots in one step, which departs
   from Algorithm 1 as ``batched`` does.
 """
+
 from __future__ import annotations
 
-from ..config import TrainConfig
+from pathlib import Path
+
+from sharedgan.config import TrainConfig, fingerprint
+from sharedgan.storage import checkpoint
 
 
 def eval_due(config: TrainConfig, round_index: int, final: bool) -> bool:
@@ -31,3 +35,14 @@ def checkpoint_due(config: TrainConfig, round_index: int, final: bool) -> bool:
 def mean(values: list[float]) -> float:
     """The round's loss of D or C: the mean over its K updates (same order in every engine)."""
     return sum(values) / len(values)
+
+
+
+def publish_checkpoint(config: TrainConfig, run_dir: Path, round_index: int, recorder) -> None:
+    """Every role's file of ``round_index`` is on disk: write the manifest (the settings the tensors
+    depend on, the training time so far, the sample shape, so that a reader of the run needs no
+    data set to sample it), publish the checkpoint, and rewrite run.h5 to match it."""
+    checkpoint.finalize(run_dir, round_index, config.roles, config.keep_checkpoints,
+                        {"fingerprint": fingerprint(config), "train_seconds": recorder.train_seconds(),
+                         "sample_shape": list(recorder.dataset.sample_shape)})
+    recorder.write()

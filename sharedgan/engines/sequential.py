@@ -3,6 +3,7 @@
 It is the reference the parallel engine must reproduce, and a fair baseline: the same role
 steps on the same buffer layout, no IPC, no waits.
 """
+
 from __future__ import annotations
 
 import logging
@@ -13,15 +14,16 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint, devices
-from ..buffer import SlotBuffer, slot_fields
-from ..config import TrainConfig
-from ..record import RunRecorder
-from ..roles import model_spec
-from ..roles.classifier import ClassifierRole
-from ..roles.discriminator import DiscriminatorRole
-from ..roles.generator import GeneratorRole, make_body, take_body_gradient
-from . import checkpoint_due, eval_due, mean
+from sharedgan.config import TrainConfig
+from sharedgan.engines import checkpoint_due, eval_due, mean, publish_checkpoint
+from sharedgan.engines.recorder import RunRecorder
+from sharedgan.roles.build import model_spec
+from sharedgan.roles.classifier import ClassifierRole
+from sharedgan.roles.discriminator import DiscriminatorRole
+from sharedgan.roles.generator import GeneratorRole, make_body, take_body_gradient
+from sharedgan.runtime import devices
+from sharedgan.runtime.buffer import SlotBuffer, slot_fields
+from sharedgan.storage import checkpoint
 
 log = logging.getLogger("sharedgan")
 
@@ -108,7 +110,8 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
         recorder.discriminator(n, d_loss)
         if clf is not None:
             with clock(clf):
-                c_loss = clf.serve_all(buf, n) if batched else mean([clf.serve_slot(buf, k, n) for k in range(config.k)])
+                c_loss = (clf.serve_all(buf, n) if batched
+                          else mean([clf.serve_slot(buf, k, n) for k in range(config.k)]))
             recorder.classifier(n, c_loss)
         for g in generators:
             with clock(g):
@@ -129,9 +132,8 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
         if checkpoint_due(config, n, final):
             for role in roles:
                 checkpoint.save_role(run_dir, n, role.name, role.state_dict(n))
-            checkpoint.finalize(run_dir, n, config.roles, config.keep_checkpoints,
-                                {"fingerprint": checkpoint.fingerprint(config), "train_seconds": recorder.train_seconds()})
-            recorder.write()
+            publish_checkpoint(config, run_dir, n, recorder)
         if final:
             break
     return n
+

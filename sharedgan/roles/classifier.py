@@ -2,17 +2,19 @@
 
 ``--classifier ovr`` (PGAN): K one-vs-rest heads, head k's logit c_k(x) says "x comes from the
 other generators G_-k"; MGAN's variants (``softmax``, ``one-vs-all``, ``pairwise``) are in
-:mod:`sharedgan.losses`, which holds every objective.
+:mod:`sharedgan.math.losses`, which holds every objective.
 """
+
 from __future__ import annotations
 
 import torch
 
-from ..buffer import SlotBuffer
-from ..config import TrainConfig
-from ..losses import classifier_step_terms, classifier_term, input_gradient
-from ..models import ModelSpec
-from . import CPU, RoleState, check_finite, make_model, make_optimizer
+from sharedgan.config import TrainConfig
+from sharedgan.math.losses import classifier_step_terms, classifier_term, input_gradient
+from sharedgan.models.spec import ModelSpec
+from sharedgan.roles.base import CPU, RoleState, check_finite
+from sharedgan.roles.build import make_model, make_optimizer
+from sharedgan.runtime.buffer import SlotBuffer
 
 
 class SampleCache:
@@ -98,3 +100,4 @@ class ClassifierRole(RoleState):
                 buf.c_term[k] = terms[i].item()
                 buf.c_round[k] = n
         return float(torch.stack(losses).detach().mean()) if losses else 0.0
+

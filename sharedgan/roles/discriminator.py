@@ -1,16 +1,18 @@
 """The discriminator D: scores each slot, writes the generator's error, then updates on it."""
+
 from __future__ import annotations
 
 import torch
 
-from .. import faults
-from ..buffer import SlotBuffer
-from ..config import TrainConfig
-from ..data import GaussianMixture
-from ..losses import discriminator_loss, feature_matching, generator_d_term, input_gradient
-from ..models import ModelSpec
-from ..seeding import stream
-from . import CPU, RoleState, check_finite, make_model, make_optimizer
+from sharedgan.config import TrainConfig
+from sharedgan.data.mixtures import GaussianMixture
+from sharedgan.math.losses import discriminator_loss, feature_matching, generator_d_term, input_gradient
+from sharedgan.math.seeding import stream
+from sharedgan.models.spec import ModelSpec
+from sharedgan.roles.base import CPU, RoleState, check_finite
+from sharedgan.roles.build import make_model, make_optimizer
+from sharedgan.runtime import faults
+from sharedgan.runtime.buffer import SlotBuffer
 
 
 class DiscriminatorRole(RoleState):
@@ -63,7 +65,8 @@ class DiscriminatorRole(RoleState):
         logits, terms = self._generator_terms(x, jobs)
         # slot i's samples appear in term i only, so the gradient of the sum is every slot's own error
         grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)
-        check_finite(self.name, jobs[0][1], f"its gradient for slot{'s' * (len(slots) > 1)} {', '.join(map(str, slots))}", grad)
+        check_finite(self.name, jobs[0][1],
+                     f"its gradient for slot{'s' * (len(slots) > 1)} {', '.join(map(str, slots))}", grad)
         with self.copying():
             for i, (k, _) in enumerate(jobs):
                 buf.d_grad[k].copy_(grad[i])
@@ -101,7 +104,8 @@ class DiscriminatorRole(RoleState):
             matching = [feature_matching(real_mean[i], features[i]) for i in range(g)]
         terms = []
         for i in range(g):
-            term = generator_d_term(logits[i], self.config.threshold, self.config.generator_loss) if fm != "replace" else 0.0
+            term = (generator_d_term(logits[i], self.config.threshold, self.config.generator_loss)
+                    if fm != "replace" else 0.0)
             terms.append(term + matching[i] if fm != "off" else term)
         return logits, terms
 
@@ -114,3 +118,4 @@ class DiscriminatorRole(RoleState):
 
     def rejoin(self, buf: SlotBuffer, round_index: int) -> None:
         self._fake_logits = None
+

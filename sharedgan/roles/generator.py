@@ -1,17 +1,20 @@
 """Generator k: writes a batch into slot k, then back-propagates the errors D and C wrote there."""
+
 from __future__ import annotations
 
 import copy
 
 import torch
 
-from ..beta_schedule import BetaSchedule, loss_gaps
-from ..buffer import SlotBuffer
-from .. import faults
-from ..config import TrainConfig
-from ..models import FactoryError, ModelSpec
-from ..seeding import stream
-from . import CPU, RoleState, check_finite, make_model, make_optimizer
+from sharedgan.config import TrainConfig
+from sharedgan.errors import FactoryError
+from sharedgan.math.beta_schedule import BetaSchedule, loss_gaps
+from sharedgan.math.seeding import stream
+from sharedgan.models.spec import ModelSpec
+from sharedgan.roles.base import CPU, RoleState, check_finite
+from sharedgan.roles.build import make_model, make_optimizer
+from sharedgan.runtime import faults
+from sharedgan.runtime.buffer import SlotBuffer
 
 
 def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> torch.Tensor:
@@ -24,7 +27,8 @@ def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> tor
 def make_body(config: TrainConfig, spec: ModelSpec) -> torch.nn.Module:
     """``--share-generator-body``: the layers every generator shares, from a stream of their own."""
     net = make_model(config, "generator", spec, stream_name="generator-body")
-    if not isinstance(getattr(net, "body", None), torch.nn.Module) or not isinstance(getattr(net, "first", None), torch.nn.Module):
+    if (not isinstance(getattr(net, "body", None), torch.nn.Module)
+            or not isinstance(getattr(net, "first", None), torch.nn.Module)):
         raise FactoryError("--share-generator-body needs a generator with .first and .body modules, forward = "
                            "body(first(z)) (the built-in standard generators; not sdeconv or --virtual-batch-norm)")
     return net.body
@@ -93,10 +97,13 @@ class GeneratorRole(RoleState):
     lr_role = "generator"
 
     def __init__(self, config: TrainConfig, spec: ModelSpec, k: int, device: torch.device = CPU,
-                 body: torch.nn.Module | None = None):
+                 body: torch.nn.Module | None = None, newest_gaps: bool = False):
         """``body``: the shared body (``--share-generator-body``); this generator's optimiser then
-        steps its first layer only, and generator 0 carries the body's step (:class:`SharedBody`)."""
+        steps its first layer only, and generator 0 carries the body's step (:class:`SharedBody`).
+        ``newest_gaps``: the loss-gap β reads each generator's newest published loss, whatever its
+        round (an engine without lock-step rounds says so); else every loss of the previous round."""
         self.config, self.spec, self.k, self.device = config, spec, k, device
+        self.newest_gaps = newest_gaps
         self.name = f"generator-{k}"
         self.net = make_model(config, "generator", spec, k).to(device)
         self.body: SharedBody | None = None
@@ -129,13 +136,14 @@ class GeneratorRole(RoleState):
             return 0.0
         gap = 0.0
         if self.schedule.kind in ("loss-gap", "combined") and round_index > 0:
-            if self.config.engine == "async":
+            if self.newest_gaps:
                 gap = self._latest_gap(buf)
             else:
                 parity = (round_index - 1) % 2
                 rounds = buf.gen_round[:, parity]
                 if not bool((rounds == round_index - 1).all()):
-                    raise RuntimeError(f"{self.name}: slot stats hold rounds {rounds.tolist()}, expected {round_index - 1}")
+                    raise RuntimeError(f"{self.name}: slot stats hold rounds {rounds.tolist()}, "
+                                       f"expected {round_index - 1}")
                 gap = loss_gaps(buf.gen_loss[:, parity].tolist())[self.k]
         return self.schedule(round_index, gap)
 
@@ -210,3 +218,4 @@ class GeneratorRole(RoleState):
         with self.copying():
             buf.eval_sample[self.k].copy_(samples)
         self.net.train(was_training)
+

@@ -1,0 +1,5 @@
+"""``python -m sharedgan.cli``, as ``python -m sharedgan``."""
+
+from sharedgan.cli import main
+
+main()

@@ -1,0 +1,158 @@
+"""The layers behind the Improved-GAN and stochastic-ensembling options, for the built-in models.
+
+* :class:`MinibatchDiscrimination` (Improved GAN §3.2, ``--minibatch-features B``);
+* :class:`VirtualBatchNorm` (Improved GAN §3.4, ``--virtual-batch-norm``), driven by
+  :class:`ReferenceBatch`, which runs a fixed reference batch through the model with every batch;
+* :class:`StochasticLinear` and :class:`StochasticConvTranspose2d` (the stochastic-deconvolution
+  paper, ``--generator sdeconv``): every sample takes its own filters from a bank, and
+  :func:`route` picks them from the sample's own noise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from sharedgan.models.spec import ModelSpec
+
+REFERENCE_SIZE = 64  # the virtual-batch-norm reference batch (noise drawn once, kept in the model)
+
+
+class MinibatchDiscrimination(nn.Module):
+    """f [N, A] → o [N, B]: M_i = f_i T ∈ R^{B×C}, c_b(i, j) = exp(−‖M_{i,b} − M_{j,b}‖₁),
+    o_b(i) = Σ_j c_b(i, j) (j = i included, as the paper's sum), over the samples of i's group.
+
+    Groups are consecutive blocks of ``group`` rows (the batch size m): D scores several slots, or
+    several real batches, in one pass, and each batch must be compared with itself alone (the paper
+    computes the features "separately for real and generated batches"). An input that is not a
+    whole number of groups is one group (the shape probe)."""
+
+    def __init__(self, in_features: int, kernels: int, kernel_dim: int, group: int):
+        super().__init__()
+        self.kernels, self.kernel_dim, self.group = kernels, kernel_dim, group
+        self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        n = f.shape[0]
+        g = self.group if self.group and n % self.group == 0 else n
+        m = (f @ self.T).view(n // g, g, self.kernels, self.kernel_dim)
+        l1 = (m.unsqueeze(2) - m.unsqueeze(1)).abs().sum(-1)  # [groups, i, j, B]
+        return torch.exp(-l1).sum(2).reshape(n, self.kernels)
+
+
+class VirtualBatchNorm(nn.Module):
+    """Batch norm whose statistics come from a reference batch fixed at the start, combined with
+    each example itself (Improved GAN §3.4). The input's first ``reference_size`` rows are the
+    reference batch (put there by :class:`ReferenceBatch`): they are normalised with their own
+    statistics; every other row x with mean = (N·μ_ref + x)/(N + 1) and the same for the square.
+    Statistics are per channel (dim 1), over the spatial positions as well for images."""
+
+    def __init__(self, channels: int, reference_size: int = REFERENCE_SIZE, eps: float = 1e-5):
+        super().__init__()
+        self.reference_size, self.eps = reference_size, eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.reference_size
+        if x.shape[0] <= r:
+            raise RuntimeError(f"virtual batch norm needs the {r} reference rows first, got {x.shape[0]} rows")
+        dims = [0] + list(range(2, x.dim()))  # the batch and any spatial positions
+        ref, rest = x[:r], x[r:]
+        ref_mean, ref_sq = ref.mean(dims, keepdim=True), (ref * ref).mean(dims, keepdim=True)
+        own = [d for d in dims if d != 0]
+        own_mean = rest.mean(own, keepdim=True) if own else rest
+        own_sq = (rest * rest).mean(own, keepdim=True) if own else rest * rest
+        w = 1.0 / (r + 1)
+        mean, sq = (1 - w) * ref_mean + w * own_mean, (1 - w) * ref_sq + w * own_sq
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        out_ref = (ref - ref_mean) / torch.sqrt((ref_sq - ref_mean ** 2).clamp(min=0) + self.eps)
+        out_rest = (rest - mean) / torch.sqrt((sq - mean ** 2).clamp(min=0) + self.eps)
+        return torch.cat([out_ref, out_rest]) * self.weight.view(shape) + self.bias.view(shape)
+
+
+class ReferenceBatch(nn.Module):
+    """Wraps a generator body that uses :class:`VirtualBatchNorm`: prepends the reference noise
+    (drawn once at construction from the model's own seed, saved with the model) to every batch and
+    drops the reference rows from the output, so each sample depends on its noise alone."""
+
+    def __init__(self, body: nn.Module, noise_dim: int, prior: str = "normal", size: int = REFERENCE_SIZE):
+        super().__init__()
+        self.body = body
+        z = torch.rand(size, noise_dim) * 2 - 1 if prior == "uniform" else torch.randn(size, noise_dim)
+        self.register_buffer("reference_noise", z)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        r = self.reference_noise.shape[0]
+        return self.body(torch.cat([self.reference_noise.to(z.dtype), z]))[r:]
+
+
+def route(z: torch.Tensor, layer: int, bank: int) -> torch.Tensor:
+    """Per sample, which of ``bank`` filters layer ``layer`` uses: a hash of the bits of the
+    sample's noise. The route is random because z is, and a function of z alone, so a generator
+    stays a deterministic function of its noise (resume, the engine equivalence and evaluation
+    noise all hold without a random stream of its own)."""
+    bits = z.detach().float().contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    h = torch.full((z.shape[0],), 0x9E3779B9 + layer * 0x85EBCA6B, dtype=torch.int64, device=z.device)
+    for column in bits.unbind(1):  # FNV-style mixing, kept within 32 bits
+        h = ((h ^ column) * 0x01000193) & 0xFFFFFFFF
+        h = h ^ (h >> 15)
+    return h % bank
+
+
+class _Bank(nn.Module):
+    """A bank of ``bank`` weight-normalised filters, w_b = g_b · v_b / ‖v_b‖ (per output unit)."""
+
+    def _init_bank(self, bank: int, shape: tuple[int, ...], norm_dims: tuple[int, ...]):
+        self.bank, self.norm_dims = bank, norm_dims
+        v = torch.empty(bank, *shape)
+        for b in range(bank):
+            nn.init.kaiming_uniform_(v[b], a=5 ** 0.5)
+        self.v = nn.Parameter(v)
+        self.g = nn.Parameter(self._norm(v))
+
+    def _norm(self, v: torch.Tensor) -> torch.Tensor:
+        return v.pow(2).sum(dim=self.norm_dims, keepdim=True).sqrt()
+
+    def weights(self) -> torch.Tensor:
+        return self.g * self.v / self._norm(self.v)
+
+
+class StochasticLinear(_Bank):
+    """y_i = W_{r_i} x_i + b_{r_i}, the filters r_i of sample i chosen by :func:`route`."""
+
+    def __init__(self, n_in: int, n_out: int, bank: int):
+        super().__init__()
+        self._init_bank(bank, (n_out, n_in), (2,))
+        self.b = nn.Parameter(torch.zeros(bank, n_out))
+
+    def forward(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(self.weights()[r], x.unsqueeze(2)).squeeze(2) + self.b[r]
+
+
+class StochasticConvTranspose2d(_Bank):
+    """A transposed convolution whose filters each sample takes from a bank (by :func:`route`):
+    the input runs through every filter set and each sample keeps its own, a cost of ``bank``
+    convolutions that keeps it one batched call."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, bank: int):
+        super().__init__()
+        self.stride, self.padding = stride, padding
+        self._init_bank(bank, (c_in, c_out, kernel, kernel), (1, 3, 4))
+        self.b = nn.Parameter(torch.zeros(bank, c_out))
+
+    def forward(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        w = self.weights()
+        outs = torch.stack([F.conv_transpose2d(x, w[b], self.b[b], self.stride, self.padding)
+                            for b in range(self.bank)], 1)
+        return outs[torch.arange(x.shape[0], device=x.device), r]
+
+
+def with_reference_batch(body: nn.Module, spec: ModelSpec) -> nn.Module:
+    """A generator body as is, or wrapped to carry the virtual-batch-norm reference batch."""
+    return ReferenceBatch(body, spec.noise_dim, spec.noise_prior) if spec.virtual_batch_norm else body
+

@@ -1,0 +1,125 @@
+"""A finished (or interrupted) run, read back from its directory: sample it, evaluate it."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sharedgan.config import TrainConfig
+from sharedgan.errors import ConfigError
+from sharedgan.eval.coverage import MIN_ACCURACY, class_coverage, classifier_for
+from sharedgan.eval.modes import ModeReport, mode_report
+from sharedgan.eval.spread import generator_spread, reference_spread
+from sharedgan.math.seeding import stream
+from sharedgan.roles.build import dataset_of, make_model, model_spec
+from sharedgan.roles.generator import prior_noise
+from sharedgan.storage import checkpoint
+
+log = logging.getLogger("sharedgan")
+
+
+class Run:
+    """A finished (or interrupted) run: its config and its latest complete checkpoint. Its data set
+    is opened only for what compares samples with real data (evaluate, coverage, spread, IS/FID)."""
+
+    @functools.cached_property
+    def dataset(self):
+        return dataset_of(self.config)
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        config_path = self.run_dir / "config.json"
+        if not config_path.exists():
+            raise ConfigError(f"{self.run_dir} is not a sharedgan run (no config.json); pass a run directory")
+        self.config = TrainConfig.from_file(config_path)
+        skipped: list[str] = []
+        self.checkpoint = checkpoint.latest(self.run_dir, skipped)
+        if self.checkpoint is None:
+            why = f" ({skipped[0]})" if skipped else ""
+            raise ConfigError(f"{self.run_dir} has no intact checkpoint to sample from{why}")
+        manifest = json.loads((self.checkpoint / "manifest.json").read_text())
+        self.round = manifest["round"]
+        # the manifest says the sample shape (runs made before it did: the data set does), so that
+        # sampling needs nothing but the run directory
+        shape = manifest.get("sample_shape")
+        valid = (isinstance(shape, list) and 0 < len(shape) <= 4
+                 and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in shape))
+        self.sample_shape = tuple(shape) if valid else tuple(self.dataset.sample_shape)
+        spec = model_spec(self.config, sample_shape=self.sample_shape)
+        self._last_draw = None
+        self.generators = []
+        for k in range(self.config.k):
+            net = make_model(self.config, "generator", spec, k)
+            try:
+                net.load_state_dict(checkpoint.load_role(self.checkpoint, f"generator-{k}")["model"])
+            except (RuntimeError, KeyError) as exc:
+                raise ConfigError(f"checkpoint {self.checkpoint} does not fit this run's generator "
+                                  f"({str(exc).splitlines()[0]}); use the sharedgan and models that made it") from None
+            net.eval()
+            self.generators.append(net)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """n samples of the mixture: each picks its generator uniformly. Returns (samples, generator).
+        The last draw is kept: coverage and IS/FID of one eval judge the same samples, drawn once."""
+        if self._last_draw is not None and self._last_draw[0] == (n, seed):
+            return self._last_draw[1]
+        which = torch.randint(self.config.k, (n,), generator=stream(seed, "sample-mixture"))
+        z = prior_noise(n, self.config.noise_dim, self.config.noise, stream(seed, "sample-noise"))
+        out = torch.empty((n, *self.sample_shape))
+        for k, net in enumerate(self.generators):
+            idx = (which == k).nonzero().flatten()
+            if len(idx):
+                out[idx] = net(z[idx])
+        self._last_draw = ((n, seed), (out, which))
+        return out, which
+
+    def evaluate(self, n: int = 2500, seed: int = 0) -> ModeReport:
+        if self.config.images:
+            raise ConfigError(f"{self.run_dir} is an image run: mode coverage is for 2-D runs; "
+                              "look at its samples.png, or draw more with 'sharedgan sample --png'")
+        samples, which = self.sample(n, seed)
+        return mode_report(samples, which, self.dataset.centers, self.dataset.std, self.config.k)
+
+    def class_coverage(self, n: int = 2500, seed: int = 0, epochs: int = 10, min_accuracy: float = MIN_ACCURACY,
+                       on_step=None):
+        """Class coverage of n fresh samples (image runs on labelled data), judged by the data
+        set's cached classifier (trained first if missing; ``on_step(done, total)`` reports it)."""
+        if not self.config.images:
+            raise ConfigError(f"{self.run_dir} is a 2-D run: class coverage is for image runs; use evaluate()")
+        classifier, _ = classifier_for(self.dataset.data, epochs, on_step=on_step)
+        samples, which = self.sample(n, seed)
+        return class_coverage(classifier, samples, which, self.config.k, min_accuracy)
+
+    def spread(self, n: int = 2500, seed: int = 0) -> np.ndarray:
+        """Each generator's spread among n fresh samples drawn with ``seed`` ([K], see ``eval.spread``):
+        near 0 for a generator that draws one picture whatever its noise. The real images it is
+        measured against are those of the evaluations during training (the run's own seed)."""
+        if not self.config.images:
+            raise ConfigError(f"{self.run_dir} is a 2-D run: spread is for image runs; use evaluate()")
+        samples, which = self.sample(n, seed)
+        reference = reference_spread(self.dataset.data.images, self.config.seed)
+        return generator_spread(samples, which, self.config.k, reference)
+
+    def inception(self, n: int = 2500, seed: int = 0, weights_path: str | None = None, device: str = "cpu"):
+        """IS and FID (torch-fidelity) of n fresh samples: the mixture and each generator alone."""
+        from sharedgan.data.images import real_subset, to_uint8
+        from sharedgan.eval.fidelity import inception_metrics
+        if not self.config.images:
+            raise ConfigError(f"{self.run_dir} is a 2-D run: Inception score and FID are for image runs")
+        samples, which = self.sample(n, seed)
+        data = self.dataset.data
+        real = real_subset(data.images, n, seed, "fid-real")
+        key = f"{data.name}-{data.source_id[:16]}-{len(real)}-{seed}"
+        return inception_metrics(to_uint8(samples), which.numpy(), self.config.k, real, key,
+                                 data.cache.parent / "fidelity", weights_path, device), len(real)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    return Run(Path(run_dir))
+

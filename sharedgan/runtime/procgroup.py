@@ -1,0 +1,255 @@
+"""The one object that owns every child process of a run (Sample Factory / torch.multiprocessing
+.spawn style).
+
+* Children start with the ``forkserver`` method (never ``fork`` once torch has threads): one
+  server process imports torch and the role code once, then forks every child from that state, so
+  K + 2 children do not each spend seconds importing torch. The server is this run's: it is
+  stopped when the run's processes are gone (and dies by itself if the runner does).
+* A child dies with the run (PR_SET_PDEATHSIG kills it when its parent, the fork server, exits,
+  which the server does the moment the runner's end of its pipe closes; plus a watchdog in every
+  wait that notices a new parent),
+  ignores SIGINT (Ctrl-C reaches the runner, which stops everyone in order), and writes its
+  stdout, stderr and any traceback to its own log file.
+* The runner waits on process sentinels and its ZeroMQ inbox in one poll. On the first failure it
+  asks everyone to abort, waits a grace period, then SIGTERM, then SIGKILL, and joins them all.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from multiprocessing import forkserver, resource_tracker
+from multiprocessing import process as mp_process
+from multiprocessing.process import BaseProcess
+from typing import Callable, Iterable
+
+import torch
+import torch.multiprocessing as mp
+import zmq
+
+PR_SET_PDEATHSIG = 1
+
+
+RUN_ENV = "SHAREDGAN_RUN"  # marks every child of a run, so a leak check can find orphans
+
+
+def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], None]:
+    """First thing a child does. Returns a watchdog that exits if the runner (or the fork server
+    between them) has gone."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:  # not Linux: the watchdog below still ends orphans
+        pass
+    # A forked child inherits the fork server's "alive" pipe, which keeps the server up while any
+    # holder lives; let go of it, so that a dead runner takes the server down, and the server
+    # (by PR_SET_PDEATHSIG) every child.
+    alive_fd = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
+        os.close(alive_fd)
+        forkserver._forkserver._forkserver_alive_fd = None
+    parent = os.getppid()  # the runner (spawn) or the fork server
+    if not _alive(runner_pid):  # it died before prctl took effect (or before the server saw it go)
+        os._exit(3)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                        format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    torch.set_num_threads(threads)
+
+    def watchdog() -> None:  # (on every poll slice: one cheap system call; a fork server dies with its runner)
+        if os.getppid() != parent:
+            os._exit(3)
+
+    return watchdog
+
+
+def _alive(pid: int) -> bool:
+    """Is ``pid`` running? A zombie (dead, not yet reaped by its parent) is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (not Linux)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
+# what the fork server imports once, so that no child imports it again
+# (torch._dynamo: torch.optim imports it at the first optimiser, 1.5 s a process on its own)
+PRELOAD = ["torch", "torch._dynamo", "zmq", "numpy", "sharedgan.engines.parallel.child"]
+
+
+SERVER_DIR_PREFIX = "sharedgan-mp-"  # the private folder that holds the fork server's socket file
+
+
+def _remove_server_socket(server_pid: int = os.getpid()) -> None:
+    """At exit of a fork server (it imports this module, so this is registered there): remove its
+    socket folder, whether its runner stopped it or died. Children forked from the server inherit
+    the registration and skip it (another pid)."""
+    address = getattr(forkserver._forkserver, "_forkserver_address", None)
+    if os.getpid() == server_pid and isinstance(address, str) \
+            and os.path.basename(os.path.dirname(address)).startswith(SERVER_DIR_PREFIX):
+        shutil.rmtree(os.path.dirname(address), ignore_errors=True)
+
+
+atexit.register(_remove_server_socket)
+
+
+class ProcessGroup:
+    def __init__(self, run_id: str, start_method: str = "forkserver"):
+        self.start_method = start_method
+        self.context = mp.get_context(start_method)
+        self.run_id = run_id
+        self.procs: dict[str, BaseProcess] = {}
+        self.logs: dict[str, str] = {}
+        self.exited: dict[str, int] = {}
+        self.server_dir: str | None = None
+        self._poller_key: tuple | None = None
+        if start_method == "forkserver":
+            self.context.set_forkserver_preload(PRELOAD)
+
+    def _start_server(self) -> None:
+        """Before the first child: a fork server of this run's own. multiprocessing puts its socket
+        file in the process's temporary folder, removed only when this process exits: give it one
+        of ours for the run. If this process already runs a fork server (a user's pool), it is not
+        ours to stop: this run spawns its children instead."""
+        if self.start_method != "forkserver" or self.server_dir is not None:
+            return
+        if forkserver._forkserver._forkserver_pid is not None:
+            self.start_method, self.context = "spawn", mp.get_context("spawn")
+            return
+        self.server_dir = tempfile.mkdtemp(prefix=SERVER_DIR_PREFIX)
+        config = mp_process.current_process()._config
+        self._saved_tempdir = config.get("tempdir")
+        config["tempdir"] = self.server_dir
+        forkserver.ensure_running()
+
+    def _stop_server(self) -> None:
+        """The server carries this run's marker and would outlive the run in a long-lived process
+        (a notebook, a test session): stop it (as ForkServer._stop does: close its pipe, reap it)
+        and remove its folder; the next run starts its own."""
+        if self.server_dir is None:
+            return
+        server = forkserver._forkserver
+        try:
+            if server._forkserver_pid is not None:
+                os.close(server._forkserver_alive_fd)
+                os.waitpid(server._forkserver_pid, 0)
+        finally:
+            server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
+            config = mp_process.current_process()._config
+            config["tempdir"] = self._saved_tempdir
+            if self._saved_tempdir is None:
+                del config["tempdir"]
+            shutil.rmtree(self.server_dir, ignore_errors=True)  # (the server removes it too, on its way out)
+            self.server_dir = None
+
+    def spawn(self, name: str, target: Callable, args: tuple, log: str) -> BaseProcess:
+        """Start ``name`` (again, if an earlier process of that name has exited and was reaped)."""
+        if name in self.procs:
+            if name not in self.exited:
+                raise RuntimeError(f"{name} is still running")
+            self.procs.pop(name).close()
+            del self.exited[name]
+        # multiprocessing starts its resource tracker at the first spawn; start it first, so the
+        # interpreter-wide tracker never carries this run's marker
+        resource_tracker.ensure_running()
+        previous = os.environ.get(RUN_ENV)
+        os.environ[RUN_ENV] = self.run_id  # inherited by the child (and the fork server), never by anyone else
+        # A terminal's Ctrl-C reaches the whole process group. The fork server and every child
+        # start with SIGINT *blocked* (the mask survives fork and exec; prepare_child then ignores
+        # it), while a Ctrl-C to the runner in this window is only held back, not lost.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._start_server()
+            proc = self.context.Process(target=target, args=args, name=name, daemon=True)
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            if previous is None:
+                os.environ.pop(RUN_ENV, None)
+            else:
+                os.environ[RUN_ENV] = previous
+        self.procs[name], self.logs[name] = proc, log
+        return proc
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.procs.items()}
+
+    def wait(self, sockets: Iterable[zmq.Socket], timeout: float) -> bool:
+        """Block until a socket is readable, a child exits, or ``timeout`` seconds pass; True if a
+        child may have exited (then :meth:`reap`). The poller is rebuilt only when the set of
+        watched processes changes: the runner wakes for every signal, so this stays cheap."""
+        running = [p for n, p in self.procs.items() if n not in self.exited]
+        key = (tuple(id(s) for s in sockets), tuple(id(p) for p in running))  # (a respawn is a new object)
+        if self._poller_key != key:
+            self._poller, self._poller_key = zmq.Poller(), key
+            for sock in sockets:
+                self._poller.register(sock, zmq.POLLIN)
+            self._sentinels = {p.sentinel for p in running}
+            for fd in self._sentinels:
+                self._poller.register(fd, zmq.POLLIN)
+        ready = self._poller.poll(int(timeout * 1000))
+        return any(what in self._sentinels for what, _ in ready)
+
+    def reap(self) -> list[tuple[str, int]]:
+        """Children that exited since the last call, as (name, exit code)."""
+        newly = []
+        for name, proc in self.procs.items():
+            if name not in self.exited and proc.exitcode is not None:
+                proc.join()
+                self.exited[name] = proc.exitcode
+                newly.append((name, proc.exitcode))
+        return newly
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one child (a hung one); it is reaped like any other exit."""
+        proc = self.procs[name]
+        if proc.exitcode is None:
+            proc.kill()
+
+    def running(self) -> list[str]:
+        return [n for n, p in self.procs.items() if n not in self.exited and p.exitcode is None]
+
+    def _wait_all(self, deadline: float) -> None:
+        while self.running() and time.monotonic() < deadline:
+            self.wait((), max(0.0, min(0.05, deadline - time.monotonic())))
+
+    def shutdown(self, grace: float = 2.0, ask: Callable[[], None] | None = None) -> None:
+        """Stop every child: ``ask`` them (ABORT), wait ``grace``, SIGTERM, wait 1 s, SIGKILL."""
+        if ask is not None and self.running():
+            ask()
+        self._wait_all(time.monotonic() + grace)
+        for name in self.running():
+            self.procs[name].terminate()
+        self._wait_all(time.monotonic() + 1.0)
+        for name in self.running():
+            self.procs[name].kill()
+        for proc in self.procs.values():
+            proc.join()
+        self.reap()
+        try:
+            for proc in self.procs.values():
+                proc.close()
+        finally:
+            self._stop_server()
+

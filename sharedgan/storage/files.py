@@ -1,0 +1,38 @@
+"""Writing files so that a reader never sees half of one, and hashing them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+
+def write_file(path: Path, data) -> None:
+    """Write and flush to the disk, so a full disk shows up here as an OSError, not later."""
+    # O_NOFOLLOW: a symlink planted at the name is refused, never written through
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` through a hidden temporary file, flushed, then renamed:
+    readers see the old file or the new one, never half of one; a failed write leaves nothing."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write_file(tmp, data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+

@@ -1,0 +1,88 @@
+"""The run directory: refuses to clobber a previous run, holds config, logs, run file, pictures."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sharedgan.errors import ConfigError
+from sharedgan.storage.files import write_atomic
+
+if TYPE_CHECKING:  # (a type only: the run directory knows nothing of what a setting means)
+    from sharedgan.config import TrainConfig
+
+# What a run writes; with --force only these are replaced, never other files of the user's.
+ARTIFACTS = ("config.json", "run.h5", "processes.json", "logs", "checkpoints", "samples.png", "curves.png",
+             "evolution.png")
+
+
+def default_out() -> str:
+    return os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+
+
+class RunLock:
+    """An exclusive flock on the run directory for the life of a run, so a second launch with
+    --force or --resume cannot touch a run that is still training. The kernel drops it when the
+    holder dies, however it dies; nothing is written to disk."""
+
+    def __init__(self, run_dir: Path):
+        self.fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise ConfigError(f"{run_dir} is in use by a sharedgan run that is still going; wait for it, "
+                              "or stop it first") from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def prepare(config: TrainConfig, force: bool = False, resume: bool = False) -> tuple[Path, RunLock]:
+    """Create (or, with ``force``, reuse; with ``resume``, continue) the run directory, lock it, and
+    write ``config.json``."""
+    run_dir = Path(config.out or default_out())
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} exists and is not a directory; choose another --out")
+    lock = RunLock(run_dir) if run_dir.is_dir() else None
+    try:
+        _prepare(run_dir, force, resume)
+        lock = lock or RunLock(run_dir)
+        config.out = str(run_dir)
+        write_atomic(run_dir / "config.json", config.to_json() + "\n")
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return run_dir, lock
+
+
+def _prepare(run_dir: Path, force: bool, resume: bool) -> None:
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
+        if not force:
+            raise ConfigError(f"--out {run_dir} is not empty; choose another --out, or pass --force to replace its run")
+        for name in ARTIFACTS:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    try:
+        (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write to --out {run_dir}: {exc.strerror}; choose a writable directory") from None
+
+
+def log_path(run_dir: Path, role: str) -> Path:
+    return Path(run_dir) / "logs" / f"{role}.log"
+

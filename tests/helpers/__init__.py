@@ -1,0 +1,1 @@
+"""What several test modules share: launching runs, finding leaks, writing data files in official formats."""

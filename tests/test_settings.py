@@ -1,0 +1,147 @@
+"""Each setting is declared once, in TrainConfig's field metadata: the launch options, RESUMABLE and
+the checkpoint fingerprint are derived from it, and stay what they were when written by hand."""
+
+import dataclasses
+
+import click
+import pytest
+
+from sharedgan.cli.launch import LAUNCH_OPTIONS, launch
+from sharedgan.config import FINGERPRINT_FIELDS, RESUMABLE, TrainConfig, fingerprint, option_flag
+
+FIELDS = dataclasses.fields(TrainConfig)
+CHOICE_FIELDS = [f for f in FIELDS if f.metadata["choices"] is not None]
+
+# the hand-written tuples these replace, the regression reference (and --tensorboard, added since)
+RESUMABLE_BEFORE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir", "cache_dir",
+                    "verify_md5", "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure",
+                    "max_restarts", "out", "device", "devices", "deterministic", "d_replicas", "c_replicas",
+                    "replica_sync", "sync_every", "serve_batch", "serve_lr_scaling", "tensorboard")
+FINGERPRINT_BEFORE = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "width", "generator_factory",
+                      "discriminator_factory", "classifier_factory", "optimizer_generator", "optimizer_discriminator",
+                      "optimizer_classifier")
+
+
+def options_by_field():
+    return {p.name: p for p in launch.params if isinstance(p, click.Option)}
+
+
+def run_main(capsys, *args):
+    from sharedgan.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    return exit_.value.code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("field", FIELDS, ids=[f.name for f in FIELDS])
+def test_every_setting_has_help_and_a_launch_flag(field):
+    assert isinstance(field.metadata["help"], str) and field.metadata["help"].strip(), field.name
+    assert isinstance(field.type, str), "annotations stay strings (_has_type reads them)"
+    option = options_by_field()[field.name]
+    assert option_flag(field) in option.opts
+    assert option.help.startswith(field.metadata["help"])
+    assert option.default is None  # unset options leave the config (or --config's file) as it is
+    if field.type == "bool":
+        assert option.secondary_opts == ["--no-" + option_flag(field)[2:]]
+    if field.metadata["choices"] is not None:
+        assert isinstance(option.type, click.Choice) and tuple(option.type.choices) == field.metadata["choices"]
+
+
+def test_launch_help_lists_every_flag_with_its_default(capsys):
+    code, out = run_main(capsys, "launch", "--help")
+    assert code == 0
+    for field in FIELDS:
+        assert option_flag(field) in out.out, field.name
+    assert "--lr FLOAT" in out.out and "[default: 0.0002]" in out.out and "[default: parallel]" in out.out
+
+
+def test_launch_options_follow_the_fields_with_lr_before_the_learning_rates():
+    assert [field for _, field, _, _ in LAUNCH_OPTIONS if field] == [f.name for f in FIELDS]
+    names = [field for _, field, _, _ in LAUNCH_OPTIONS]
+    assert names[names.index("lr_generator") - 1] is None  # --lr
+
+
+def test_resumable_and_fingerprint_are_what_they_were():
+    assert set(RESUMABLE) == set(RESUMABLE_BEFORE) and len(RESUMABLE) == len(RESUMABLE_BEFORE)
+    assert set(FINGERPRINT_FIELDS) == set(FINGERPRINT_BEFORE) and len(FINGERPRINT_FIELDS) == len(FINGERPRINT_BEFORE)
+    assert not set(RESUMABLE) & set(FINGERPRINT_FIELDS)
+
+
+def test_fingerprint_is_the_same_dict():
+    config = TrainConfig(k=3, dataset="mnist", optimizer_classifier="sgd").validate()
+    assert fingerprint(config) == {name: getattr(config, name) for name in FINGERPRINT_BEFORE}
+
+
+def test_a_run_config_json_loads_back():
+    config = TrainConfig(k=3, engine="sequential", cache_dir="c").validate()
+    assert TrainConfig.from_dict(dataclasses.asdict(config)) == config
+
+
+@pytest.mark.parametrize("field", CHOICE_FIELDS, ids=[f.name for f in CHOICE_FIELDS])
+def test_a_bad_choice_is_refused_on_the_command_line(capsys, tmp_path, field):
+    code, out = run_main(capsys, "launch", "--out", str(tmp_path / "r"), option_flag(field), "no-such-choice")
+    assert code == 2
+    assert "'no-such-choice' is not one of" in out.err and len(out.err.strip().splitlines()) == 1, out.err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("field", CHOICE_FIELDS, ids=[f.name for f in CHOICE_FIELDS])
+def test_a_bad_choice_is_refused_by_validate(field):
+    with pytest.raises(Exception, match=f"^{option_flag(field)} must be one of"):
+        TrainConfig(**{field.name: "no-such-choice"}).validate()
+
+
+class Captured(Exception):
+    pass
+
+
+def test_every_flag_lands_in_its_field(capsys, tmp_path, monkeypatch):
+    """One launch with every flag given a value other than the default: each reaches its field."""
+    given, args = {}, []
+    for field in FIELDS:
+        default, flag = field.default, option_flag(field)
+        if field.type == "bool":
+            given[field.name] = not default
+            args.append(flag if not default else "--no-" + flag[2:])
+            continue
+        if field.metadata["choices"] is not None:
+            value = next(c for c in field.metadata["choices"] if c != default)
+        elif field.type.startswith("int"):
+            value = (default or 0) + 7
+        elif field.type.startswith("float"):
+            value = (default or 0.0) + 0.25
+        else:
+            value = str(tmp_path / field.name)
+        given[field.name] = value
+        args += [flag, str(value)]
+
+    def fake_train(config, **kwargs):
+        raise Captured(config)
+    monkeypatch.setattr("sharedgan.api.train", fake_train)
+    from sharedgan.cli import main
+    with pytest.raises(Captured) as caught:
+        main(["launch", *args])
+    config = caught.value.args[0]
+    assert {name: getattr(config, name) for name in given} == given
+
+
+def test_lr_sets_the_three_learning_rates(monkeypatch, tmp_path):
+    def fake_train(config, **kwargs):
+        raise Captured(config)
+    monkeypatch.setattr("sharedgan.api.train", fake_train)
+    from sharedgan.cli import main
+    with pytest.raises(Captured) as caught:
+        main(["launch", "--out", str(tmp_path / "r"), "--lr", "0.01"])
+    config = caught.value.args[0]
+    assert (config.lr_generator, config.lr_discriminator, config.lr_classifier) == (0.01, 0.01, 0.01)
+
+
+def test_a_role_s_own_learning_rate_wins_over_lr(monkeypatch, tmp_path):
+    def fake_train(config, **kwargs):
+        raise Captured(config)
+    monkeypatch.setattr("sharedgan.api.train", fake_train)
+    from sharedgan.cli import main
+    with pytest.raises(Captured) as caught:
+        main(["launch", "--out", str(tmp_path / "r"), "--lr", "0.01", "--lr-classifier", "0.03"])
+    config = caught.value.args[0]
+    assert (config.lr_generator, config.lr_discriminator, config.lr_classifier) == (0.01, 0.01, 0.03)
