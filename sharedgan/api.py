@@ -22,7 +22,7 @@ log = logging.getLogger("sharedgan")
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM stopped the run after a final checkpoint; ``result`` describes it."""
+    """SIGINT, SIGTERM or SIGHUP stopped the run after a final checkpoint; ``result`` describes it."""
 
     def __init__(self, result: "RunResult", signum: int):
         self.result, self.signum = result, signum

@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import os
 import platform
+import signal
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ import numpy as np
 
 from sharedgan.config import ENGINES, REPLICA_SYNCS, TrainConfig
 from sharedgan.errors import ConfigError
+from sharedgan.runtime.interrupts import StopSignals
 from sharedgan.storage.files import write_atomic
 from sharedgan.storage.runfile import read_run_file
 
@@ -130,7 +132,12 @@ def one_run(plan: BenchPlan, engine: str, k: int, repeat: int, out: Path) -> dic
     cfg = TrainConfig(**{**plan.base, **engine_settings(engine), "k": k, "dataset": plan.dataset, "rounds": plan.rounds,
                          "threads": threads, "eval_every": plan.eval_every, "checkpoint_every": plan.rounds,
                          "out": str(out / "runs" / f"{engine.replace(':', '-')}-k{k}-r{repeat}")})
-    result = train(cfg, force=True)
+    return measure(plan, engine, k, repeat, train(cfg, force=True))
+
+
+def measure(plan: BenchPlan, engine: str, k: int, repeat: int, result) -> dict:
+    """One run's row, from its result (an interrupted run's rounds count as far as they went)."""
+    threads = plan.threads(engine, k)
     run = read_run_file(result.run_dir / "run.h5")
     per_round = result.train_seconds / max(result.rounds_completed, 1)
     copy, wait = time_shares(run, per_round)
@@ -139,22 +146,55 @@ def one_run(plan: BenchPlan, engine: str, k: int, repeat: int, out: Path) -> dic
             "copy_share": copy, "wait_share": wait, "threads": threads, "processes": plan.processes(engine, k)}
 
 
+class BenchInterrupted(Exception):
+    """SIGINT, SIGTERM or SIGHUP stopped the study; ``rows`` holds what its runs measured (written),
+    the interrupted run's rounds included."""
+
+    def __init__(self, rows: dict, signum: int, total: int):
+        self.rows, self.signum = rows, signum
+        done = sum(len(r) for r in rows.values())
+        super().__init__(f"interrupted by {signal.Signals(signum).name} with {done} of {total} runs measured "
+                         "(the interrupted one as far as it went)")
+
+
 def run_bench(plan: BenchPlan, out: Path, on_run: Callable[[str, int, int, dict], None] | None = None) -> dict:
-    """Every (K, repeat, engine) run; returns {engine: [row, ...]} and writes bench.h5/.md/.png."""
+    """Every (K, repeat, engine) run; returns {engine: [row, ...]} and writes bench.h5/.md/.png.
+    A stop signal ends the study after (or in) the current run: the finished runs are written
+    all the same, then :class:`BenchInterrupted` says so."""
+    from sharedgan.api import TrainingInterrupted
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, list[dict]] = {e: [] for e in plan.engines}
+    total = len(plan.ks) * plan.repeats * len(plan.engines)
+    signum = None
+    with StopSignals() as stop:  # (between runs; a run's own handlers take over while it trains)
+        for k, repeat, engine in _schedule(plan):
+            if stop.requested:
+                signum = stop.signum
+                break
+            try:
+                row = one_run(plan, engine, k, repeat, out)
+            except TrainingInterrupted as exc:
+                signum = exc.signum
+                if exc.result.rounds_completed > 0:
+                    rows[engine].append(measure(plan, engine, k, repeat, exc.result))
+                break
+            rows[engine].append(row)
+            if on_run:
+                on_run(engine, k, repeat, row)
+    write_h5(out / "bench.h5", plan, rows)
+    (out / "bench.md").write_text(markdown(plan, rows) + "\n")
+    plot(out / "bench.png", plan, rows)
+    if signum is not None:
+        raise BenchInterrupted(rows, signum, total)
+    return rows
+
+
+def _schedule(plan: BenchPlan):
     for k in plan.ks:
         for repeat in range(plan.repeats):
             order = plan.engines if repeat % 2 == 0 else plan.engines[::-1]  # neither always goes first
             for engine in order:
-                row = one_run(plan, engine, k, repeat, out)
-                rows[engine].append(row)
-                if on_run:
-                    on_run(engine, k, repeat, row)
-    write_h5(out / "bench.h5", plan, rows)
-    (out / "bench.md").write_text(markdown(plan, rows) + "\n")
-    plot(out / "bench.png", plan, rows)
-    return rows
+                yield k, repeat, engine
 
 
 def cells(plan: BenchPlan, rows: dict) -> list[dict]:
@@ -165,6 +205,8 @@ def cells(plan: BenchPlan, rows: dict) -> list[dict]:
         base_median = statistics.median(base) if base else float("nan")
         for engine in plan.engines:
             mine = [r for r in rows[engine] if r["k"] == k]
+            if not mine:  # (an interrupted study)
+                continue
             med = lambda key: statistics.median(r[key] for r in mine)  # noqa: E731
             reached = [r["time_to_quality"] for r in mine if np.isfinite(r["time_to_quality"])]
             speedup = base_median / med("seconds_per_round")
@@ -222,7 +264,8 @@ def plot(path: Path, plan: BenchPlan, rows: dict) -> None:
     ks = np.array(plan.ks)
     summary = cells(plan, rows)
     for engine in plan.engines:
-        ax.plot(ks, [1 / c["speedup"] for c in summary if c["engine"] == engine], "o-", label=engine)
+        mine = [c for c in summary if c["engine"] == engine]
+        ax.plot([c["k"] for c in mine], [1 / c["speedup"] for c in mine], "o-", label=engine)
     dense = np.linspace(ks.min(), ks.max(), 100)
     ax.plot(dense, 1 / dense, "k--", lw=1, label="1/K (the paper's limit)")
     ax.axhline(1 / plan.cores, color="grey", lw=1, ls=":", label=f"1/{plan.cores} (this machine's cores)")

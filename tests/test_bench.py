@@ -74,3 +74,39 @@ def test_bad_bench_options(tmp_path, args, says):
     res = cli("bench", *args, "--out", str(tmp_path / "b"))
     assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_ctrl_c_during_a_study_keeps_what_it_measured(tmp_path, leak_check):
+    """Ctrl-C (to the whole group, as a terminal sends it) while the second run trains: exit 130,
+    one line, no traceback, and the first run's figures written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers.launch import FIXTURES
+    out = tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "sharedgan", "bench", "--k", "2", "--rounds", "100000",
+                             "--repeats", "1", "--eval-every", "100000", "--out", str(out),
+                             "--engines", "sequential,parallel", "--in-process-threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": FIXTURES})
+    try:
+        # the first run (sequential, 100000 rounds) is too long to finish: interrupt it once it trains
+        deadline = time.monotonic() + 120
+        while not list(out.glob("runs/*/checkpoints")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted by SIGINT with 1 of 2 runs measured" in stderr, stderr
+    with h5py.File(out / "bench.h5") as f:  # the interrupted run, as far as it went
+        assert f["sequential/seconds_per_round"].shape == (1,) and f["sequential/seconds_per_round"][0] > 0
+        assert f["parallel/seconds_per_round"].shape == (0,)
+    assert "| sequential | 2 |" in (out / "bench.md").read_text() and "| sequential | 2 |" in stdout

@@ -1,8 +1,7 @@
 """The package's shape: no import loop, and no import from a lower layer to a higher one.
 
 Every import counts, those inside functions too: a lazy import hides a loop from Python, not from
-a reader. Only imports for type annotations (under ``if TYPE_CHECKING:``) are passed over: they
-run nothing. The layers, lowest first (a module may import its own layer and those below):
+a reader. The layers, lowest first (a module may import its own layer and those below):
 """
 import ast
 from pathlib import Path
@@ -48,11 +47,7 @@ def imports_of(module: str) -> set[str]:
     path = MODULES[module]
     is_package = path.name == "__init__.py"
     found = set()
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
-            node.body = []  # (ast.walk has not entered it yet)
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "sharedgan"}
         elif isinstance(node, ast.ImportFrom):

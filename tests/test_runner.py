@@ -73,12 +73,63 @@ def test_children_die_with_a_killed_runner(launch, leak_check):
     job = launch(*LONG)
     job.wait_for_log("training started")
     children = [pid for name, pid in job.pids().items() if name != "runner"]
-    job.signal("runner", signal.SIGKILL)
+    killed_at = job.signal("runner", signal.SIGKILL)
     job.finish()
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline and any(alive(p) for p in children):
+    while time.monotonic() < killed_at + 10.0 and any(alive(p) for p in children):
+        time.sleep(0.02)
+    gone_after = time.monotonic() - killed_at
+    assert gone_after < 2.0, f"children outlived their runner by {gone_after:.1f} s"
+    assert not list((job.out / "checkpoints").glob("*.partial")), "an orphan left a half-written checkpoint"
+
+
+def assert_stopped_with_a_checkpoint(job, code: int, err: str) -> None:
+    assert code == 0 or code > 128, err
+    ckpt = checkpoint.latest(job.out)
+    assert ckpt is not None, f"no complete checkpoint after the stop: {err}"
+    data = read_run_file(job.out / "run.h5")
+    assert data["attrs"]["status"] == "interrupted", err
+    assert data["attrs"]["rounds_completed"] == checkpoint.round_of(ckpt) + 1
+    assert "without a final checkpoint" not in (job.out / "logs" / "runner.log").read_text()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_a_stop_signal_to_the_whole_group_ends_like_one_to_the_runner(launch, leak_check, sig, code):
+    """timeout, systemd and SLURM send SIGTERM to the job's group, a closed terminal SIGHUP: every
+    child and the fork server get it too, and must leave the stop to the runner."""
+    job = launch(*LONG)
+    job.wait_for_log("training started")
+    sent_at = job.signal_group(sig)
+    got, _, err = job.finish()
+    assert time.monotonic() - sent_at < 10.0
+    assert got == code, err
+    assert_stopped_with_a_checkpoint(job, got, err)
+
+
+def test_two_sigterms_at_once_are_one_request(launch, leak_check):
+    """A nested timeout signals the runner and its group within a moment: that is not the
+    impatient second Ctrl-C, and must not cost the final checkpoint."""
+    job = launch(*LONG)
+    job.wait_for_log("training started")
+    job.signal("runner", signal.SIGTERM)
+    job.signal_group(signal.SIGTERM)
+    got, _, err = job.finish()
+    assert got == 143, err
+    assert_stopped_with_a_checkpoint(job, got, err)
+
+
+def test_a_deliberate_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(launch, leak_check):
+    job = launch(*TINY, "--k", "3", "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "1",
+                 "--discriminator-factory", "user_models:slow_discriminator")
+    job.wait_for_log("training started")
+    while checkpoint.latest(job.out) is None:
         time.sleep(0.05)
-    assert not any(alive(p) for p in children), "children outlived their runner by 5 s"
+    job.signal("runner", signal.SIGINT)
+    time.sleep(0.8)  # a second request, not the same one twice
+    job.signal("runner", signal.SIGINT)
+    got, _, err = job.finish()
+    assert got == 130, err
+    assert "second interrupt" in (job.out / "logs" / "runner.log").read_text()
+    assert checkpoint.latest(job.out) is not None  # the last periodic one stays
 
 
 def test_ctrl_c_to_the_whole_group_while_training(launch, leak_check):

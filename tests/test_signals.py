@@ -1,4 +1,6 @@
 import os
+import subprocess
+import tempfile
 import time
 
 import pytest
@@ -92,20 +94,10 @@ def test_abort_interrupts_a_wait(plane):
     runner.close()
 
 
-def test_abstract_endpoints_leave_no_file(plane):
-    _, endpoints, _, _ = plane
-    address = endpoints.address("d")
-    assert address.startswith("ipc://@sharedgan-")
-    with open("/proc/net/unix") as f:
-        assert any(f"@sharedgan-{endpoints.run_id}-d" in line for line in f)
-    assert not os.path.exists(address[len("ipc://"):])
-
-
-def test_off_linux_endpoints_are_files_in_a_private_folder_that_goes(monkeypatch):
-    monkeypatch.setattr("sys.platform", "darwin")  # no abstract namespace there
+def test_endpoints_are_files_in_a_private_folder_that_goes():
     endpoints = Endpoints()
     folder = endpoints.directory
-    assert folder is not None and oct(os.stat(folder).st_mode & 0o777) == "0o700"
+    assert oct(os.stat(folder).st_mode & 0o777) == "0o700" and os.stat(folder).st_uid == os.getuid()
     assert endpoints.address("d") == f"ipc://{folder}/d"
     context = zmq.Context()
     inbox = Mailbox(context, endpoints.address("d"), TOKEN)
@@ -117,3 +109,60 @@ def test_off_linux_endpoints_are_files_in_a_private_folder_that_goes(monkeypatch
     context.term()
     endpoints.cleanup()
     assert not os.path.exists(folder)
+
+
+def test_a_long_tmpdir_still_fits_a_socket_path(monkeypatch, tmp_path):
+    deep = tmp_path / ("x" * 90)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    endpoints = Endpoints()
+    try:
+        assert len(endpoints.address("discriminator-12")) - len("ipc://") <= 107
+        context = zmq.Context()
+        inbox = Mailbox(context, endpoints.address("discriminator-12"), TOKEN)  # binds: the path fits
+        inbox.close()
+        context.term()
+    finally:
+        endpoints.cleanup()
+
+
+OTHER_USER = """
+import socket, sys
+path = sys.argv[1][len("ipc://"):]
+if path.startswith("@"):  # ZeroMQ's spelling of Linux's abstract namespace (no permissions there)
+    path = "\\0" + path[1:]
+for what in ("bind", "connect"):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # what ZeroMQ's ipc:// is made of
+    try:
+        getattr(s, what)(path)
+        print(what, "ok")
+    except OSError as exc:
+        print(what, "refused", exc.errno)
+"""
+# the other user's interpreter: the system's (a virtual environment under /root is not theirs to run)
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root to run a process as another user (CI runs as root), and a system python3")
+def test_another_local_user_can_neither_take_nor_reach_a_run_s_endpoint():
+    """The attack abstract sockets allowed: another user binds a run's address before the role
+    does (the run dies at start-up) or connects to it. In a 0700 folder both are refused."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    endpoints = Endpoints()
+    context = zmq.Context()
+    inbox = Mailbox(context, endpoints.address("runner"), TOKEN)
+    try:
+        def as_nobody():
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+        for name in ("not-yet-bound", "runner"):
+            res = subprocess.run([SYSTEM_PYTHON, "-c", OTHER_USER, endpoints.address(name)], capture_output=True,
+                                 text=True, timeout=60, preexec_fn=as_nobody, cwd="/")
+            assert "bind refused 13" in res.stdout and "connect refused 13" in res.stdout, res.stdout + res.stderr
+        assert os.listdir(endpoints.directory) == ["runner"]  # the runner's own inbox, untouched
+    finally:
+        inbox.close()
+        context.term()
+        endpoints.cleanup()

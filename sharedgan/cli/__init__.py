@@ -1,6 +1,6 @@
 """The ``sharedgan`` command line: launch, sample, eval, compare, tensorboard, bench, data.
 
-Exit codes: 0 done, 1 failure during the run, 2 bad input, 130 Ctrl-C (SIGINT), 143 SIGTERM.
+Exit codes: 0 done, 1 failure during the run, 2 bad input, 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP.
 Bad input is reported in one line, without a traceback, before anything is written.
 
 Each subcommand lives in its own module (``launch``'s options are derived from the settings of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -42,7 +43,7 @@ def bench(ks, engines, dataset, rounds, repeats, eval_every, quality, in_process
     oversubscribes. Writes OUT/bench.h5 (every run), OUT/bench.md (the table, headed by the
     machine) and OUT/bench.png (time per round ÷ sequential, with the 1/K limit).
     """
-    from sharedgan.bench import BenchPlan, engine_settings, markdown, parse_list, run_bench
+    from sharedgan.bench import BenchInterrupted, BenchPlan, engine_settings, markdown, parse_list, run_bench
     plan = BenchPlan(parse_list(ks, "--k"), parse_list(engines, "--engines", str), dataset, rounds, repeats,
                      eval_every, quality, in_process_threads=in_process_threads)
     for engine in plan.engines:
@@ -60,6 +61,11 @@ def bench(ks, engines, dataset, rounds, repeats, eval_every, quality, in_process
     def done(engine, k, repeat, row):
         click.echo(f"  {engine:>10s}  K={k:<3d} repeat {repeat + 1}: {row['seconds_per_round']:.4f} s/round, "
                    f"start-up {row['startup_seconds']:.1f} s", err=True)
-    rows = run_bench(plan, target, done)
+    try:
+        rows = run_bench(plan, target, done)
+    except BenchInterrupted as exc:
+        click.echo(markdown(plan, exc.rows))
+        click.echo(f"stopped: {exc}: {target / 'bench.h5'}, {target / 'bench.md'}, {target / 'bench.png'}", err=True)
+        sys.exit(128 + exc.signum)
     click.echo(markdown(plan, rows))
     click.echo(f"wrote {target / 'bench.h5'}, {target / 'bench.md'} and {target / 'bench.png'}")

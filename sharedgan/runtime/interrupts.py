@@ -1,21 +1,30 @@
-"""The runner's OS signals: SIGINT and SIGTERM ask a run to stop cleanly."""
+"""The runner's OS signals: SIGINT, SIGTERM and SIGHUP ask a run to stop cleanly."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 
 log = logging.getLogger("sharedgan")
 
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C; timeout, systemd, SLURM; a closed terminal
+DELIBERATE = 0.5  # seconds: a second Ctrl-C sooner than this is the same request, delivered twice
+
 
 class StopSignals:
-    """SIGINT / SIGTERM handlers for the duration of a run: the first asks for a clean stop
-    (a final checkpoint), a second one stops at once. Previous handlers are restored after."""
+    """Handlers of the signals that stop a job, for the duration of a run: the first asks for a
+    clean stop (a final checkpoint; the process exits 128 + its number). Only a deliberate second
+    Ctrl-C — SIGINT after SIGINT, more than :data:`DELIBERATE` s later — stops at once (the last
+    periodic checkpoint stays); SIGTERMs and SIGHUPs, however many arrive (a nested ``timeout``
+    signals the runner and its group at once), never cut the final checkpoint short. Previous
+    handlers are restored after."""
 
     def __init__(self):
         self.signum: int | None = None
         self.hard = False
+        self._first_at = 0.0
         self._previous = {}
 
     @property
@@ -23,17 +32,18 @@ class StopSignals:
         return self.signum is not None
 
     def _handle(self, signum, _frame):
-        if self.signum is not None:
+        now = time.monotonic()
+        if self.signum is None:
+            self.signum, self._first_at = signum, now
+        elif signum == signal.SIGINT == self.signum and now - self._first_at > DELIBERATE:
             self.hard = True
-        self.signum = signum
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOPS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-

@@ -7,9 +7,10 @@ dropped and counted, never trusted. Tensors never travel here: they stay in the
 
 Topology: every process binds one PULL inbox and keeps one PUSH socket per peer it talks to
 (PUSH load-balances across connections, so one socket per peer keeps delivery addressed).
-Endpoints are Linux abstract-namespace ``ipc://@…`` names, which leave nothing on disk on any
-exit path; elsewhere they are ``ipc://`` files in a private 0700 folder that the runner removes.
-Every wait polls with a timeout, and an ABORT (or a RESYNC) from the runner interrupts any wait. Sockets close
+Endpoints are ``ipc://`` socket files in the run's private 0700 folder (:func:`private_folder`),
+so no other local user can take, reach or see them; the folder is the fork server's, which
+removes it on its way out even when the runner is killed. Every wait polls with a timeout, and an
+ABORT (or a RESYNC) from the runner interrupts any wait. Sockets close
 with LINGER 0, except after a normal finish (see :meth:`Outbox.close`); a role's last act is the
 FINISHED → DISMISSED handshake with the runner, so no report of the final round is lost.
 """
@@ -21,7 +22,6 @@ import os
 import secrets
 import shutil
 import struct
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -131,26 +131,40 @@ def decode(token: bytes, frame: bytes) -> Message | None:
     return Message(Kind(kind), Role(role), slot, rnd, tuple(vals))
 
 
+# sun_path holds 108 bytes; a socket's path is FOLDER/NAME, NAME at most this long (discriminator-NN)
+LONGEST_NAME = 24
+SOCKET_PATH_MAX = 107
+
+
+def private_folder(prefix: str = "sharedgan-") -> str:
+    """A new folder only this user can enter (0700, by mkdtemp), for a run's socket files: no
+    other local user can bind a run's address before a role does, connect to it, or even list
+    it (abstract sockets, which have no permissions, allowed all three). In the temporary folder,
+    or in /tmp when ``TMPDIR`` is too long for a socket path to fit."""
+    base = tempfile.gettempdir()
+    if len(os.path.join(base, prefix + "x" * 8, "x" * LONGEST_NAME)) > SOCKET_PATH_MAX:
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
 class Endpoints:
-    """Names the inbox address of every process of one run."""
+    """Names the inbox address of every process of one run: a socket file each, in the run's
+    private folder (``directory``; made here when not given)."""
 
     def __init__(self, run_id: str | None = None, directory: str | None = None):
         self.run_id = run_id or secrets.token_hex(8)
-        self.directory = directory
-        if directory is None and not sys.platform.startswith("linux"):
-            self.directory = tempfile.mkdtemp(prefix="sharedgan-")  # created 0700 by mkdtemp
+        self.directory = directory or private_folder()
 
     def address(self, name: str) -> str:
-        if self.directory is None:
-            return f"ipc://@sharedgan-{self.run_id}-{name}"
+        if len(name) > LONGEST_NAME:
+            raise ValueError(f"endpoint name {name!r} is longer than {LONGEST_NAME} characters")
         return f"ipc://{os.path.join(self.directory, name)}"
 
-    def spec(self) -> tuple[str, str | None]:
+    def spec(self) -> tuple[str, str]:
         return (self.run_id, self.directory)
 
     def cleanup(self) -> None:
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class Mailbox:

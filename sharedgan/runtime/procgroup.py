@@ -7,11 +7,13 @@
   stopped when the run's processes are gone (and dies by itself if the runner does).
 * A child dies with the run (PR_SET_PDEATHSIG kills it when its parent, the fork server, exits,
   which the server does the moment the runner's end of its pipe closes; plus a watchdog in every
-  wait that notices a new parent),
-  ignores SIGINT (Ctrl-C reaches the runner, which stops everyone in order), and writes its
+  wait that notices the runner is gone), ignores the signals that stop a job — SIGINT, SIGTERM,
+  SIGHUP, sent by a terminal, ``timeout``, systemd or SLURM to the whole process group — so that
+  they reach the runner alone, which stops everyone in order with a final checkpoint (the fork
+  server holds them blocked, so it too outlives them until the runner is done), and writes its
   stdout, stderr and any traceback to its own log file.
 * The runner waits on process sentinels and its ZeroMQ inbox in one poll. On the first failure it
-  asks everyone to abort, waits a grace period, then SIGTERM, then SIGKILL, and joins them all.
+  asks everyone to abort, waits a grace period, then SIGKILLs what is left, and joins them all.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import atexit
 import ctypes
 import logging
 import os
+import select
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from multiprocessing import forkserver, resource_tracker
 from multiprocessing import process as mp_process
@@ -34,7 +36,11 @@ import torch
 import torch.multiprocessing as mp
 import zmq
 
+from sharedgan.runtime.messages import private_folder
+
 PR_SET_PDEATHSIG = 1
+# the signals that stop a job: they are the runner's alone (children and the fork server ignore them)
+JOB_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
 RUN_ENV = "SHAREDGAN_RUN"  # marks every child of a run, so a leak check can find orphans
@@ -56,9 +62,11 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
         os.close(alive_fd)
         forkserver._forkserver._forkserver_alive_fd = None
     parent = os.getppid()  # the runner (spawn) or the fork server
+    runner = _pidfd(runner_pid)  # readable the moment the runner exits, however it dies
     if not _alive(runner_pid):  # it died before prctl took effect (or before the server saw it go)
         os._exit(3)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in JOB_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -69,11 +77,25 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
                         format="%(asctime)s %(processName)s %(levelname)s %(message)s")
     torch.set_num_threads(threads)
 
-    def watchdog() -> None:  # (on every poll slice: one cheap system call; a fork server dies with its runner)
-        if os.getppid() != parent:
+    watch = select.poll()
+    if runner is not None:
+        watch.register(runner, select.POLLIN)
+
+    def watchdog() -> None:  # (on every poll slice and before a checkpoint: one or two cheap system calls)
+        # the runner gone (its pidfd readable), or the fork server between us gone (a new parent):
+        # stop at once, without waiting for the server to wind down and take us with it
+        if os.getppid() != parent or (runner is not None and watch.poll(0)):
             os._exit(3)
 
     return watchdog
+
+
+def _pidfd(pid: int) -> int | None:
+    """A pidfd of ``pid`` (Linux ≥ 5.3), or None where there is none: then only the parent check."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -122,7 +144,10 @@ class ProcessGroup:
         self.procs: dict[str, BaseProcess] = {}
         self.logs: dict[str, str] = {}
         self.exited: dict[str, int] = {}
-        self.server_dir: str | None = None
+        # the run's private folder: the fork server's socket file and every role's inbox; the
+        # server removes it at its exit (and so even after the runner is killed), shutdown too
+        self.folder = private_folder(SERVER_DIR_PREFIX)
+        self.server_dir: str | None = None  # the folder, once a server of this run's uses it
         self._poller_key: tuple | None = None
         if start_method == "forkserver":
             self.context.set_forkserver_preload(PRELOAD)
@@ -137,7 +162,7 @@ class ProcessGroup:
         if forkserver._forkserver._forkserver_pid is not None:
             self.start_method, self.context = "spawn", mp.get_context("spawn")
             return
-        self.server_dir = tempfile.mkdtemp(prefix=SERVER_DIR_PREFIX)
+        self.server_dir = self.folder
         config = mp_process.current_process()._config
         self._saved_tempdir = config.get("tempdir")
         config["tempdir"] = self.server_dir
@@ -148,6 +173,7 @@ class ProcessGroup:
         (a notebook, a test session): stop it (as ForkServer._stop does: close its pipe, reap it)
         and remove its folder; the next run starts its own."""
         if self.server_dir is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
             return
         server = forkserver._forkserver
         try:
@@ -175,10 +201,11 @@ class ProcessGroup:
         resource_tracker.ensure_running()
         previous = os.environ.get(RUN_ENV)
         os.environ[RUN_ENV] = self.run_id  # inherited by the child (and the fork server), never by anyone else
-        # A terminal's Ctrl-C reaches the whole process group. The fork server and every child
-        # start with SIGINT *blocked* (the mask survives fork and exec; prepare_child then ignores
-        # it), while a Ctrl-C to the runner in this window is only held back, not lost.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # A terminal's Ctrl-C (and timeout's, systemd's, SLURM's SIGTERM, a closed terminal's
+        # SIGHUP) reaches the whole process group. The fork server and every child start with
+        # them *blocked* (the mask survives fork and exec; prepare_child then ignores them), while
+        # one sent to the runner in this window is only held back, not lost.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
         try:
             self._start_server()
             proc = self.context.Process(target=target, args=args, name=name, daemon=True)
@@ -235,13 +262,11 @@ class ProcessGroup:
             self.wait((), max(0.0, min(0.05, deadline - time.monotonic())))
 
     def shutdown(self, grace: float = 2.0, ask: Callable[[], None] | None = None) -> None:
-        """Stop every child: ``ask`` them (ABORT), wait ``grace``, SIGTERM, wait 1 s, SIGKILL."""
+        """Stop every child: ``ask`` them (ABORT), wait ``grace``, SIGKILL (they ignore SIGTERM,
+        which is the job's, not theirs)."""
         if ask is not None and self.running():
             ask()
         self._wait_all(time.monotonic() + grace)
-        for name in self.running():
-            self.procs[name].terminate()
-        self._wait_all(time.monotonic() + 1.0)
         for name in self.running():
             self.procs[name].kill()
         for proc in self.procs.values():

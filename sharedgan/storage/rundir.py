@@ -7,13 +7,9 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sharedgan.errors import ConfigError
 from sharedgan.storage.files import write_atomic
-
-if TYPE_CHECKING:  # (a type only: the run directory knows nothing of what a setting means)
-    from sharedgan.config import TrainConfig
 
 # What a run writes; with --force only these are replaced, never other files of the user's.
 ARTIFACTS = ("config.json", "run.h5", "processes.json", "logs", "checkpoints", "samples.png", "curves.png",
@@ -44,9 +40,10 @@ class RunLock:
             self.fd = None
 
 
-def prepare(config: TrainConfig, force: bool = False, resume: bool = False) -> tuple[Path, RunLock]:
+def prepare(config, force: bool = False, resume: bool = False) -> tuple[Path, RunLock]:
     """Create (or, with ``force``, reuse; with ``resume``, continue) the run directory, lock it, and
-    write ``config.json``."""
+    write ``config.json``. ``config``: the run's TrainConfig (its ``out`` and ``to_json`` only: the
+    run directory knows nothing of what a setting means)."""
     run_dir = Path(config.out or default_out())
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} exists and is not a directory; choose another --out")

@@ -40,6 +40,11 @@ class Launch:
         os.kill(self.proc.pid if name == "runner" else self.pids()[name], sig)
         return time.monotonic()
 
+    def signal_group(self, sig: int) -> float:
+        """A signal to every process of the job's group, as timeout, systemd or SLURM send it."""
+        os.killpg(self.proc.pid, sig)
+        return time.monotonic()
+
     def interrupt_group(self) -> float:
         """Ctrl-C as a terminal sends it: SIGINT to every process of the job's group."""
         os.killpg(self.proc.pid, signal.SIGINT)

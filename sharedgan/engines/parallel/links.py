@@ -48,7 +48,9 @@ class Links:
 
     def save_checkpoint(self, run_dir: Path, role: RoleState, round_index: int, as_role: Role | None = None) -> None:
         """Write ``role``'s part of the checkpoint of ``round_index`` and tell the runner: the one
-        save-and-announce of every loop of the parallel and async engines."""
+        save-and-announce of every loop of the parallel and async engines. An orphan (its runner
+        gone) writes nothing: nobody would publish it, and it would be left as a .partial."""
+        self.watchdog()
         checkpoint.save_role(run_dir, round_index, role.name, role.state_dict(round_index))
         self.send("runner", Kind.CHECKPOINT_SAVED, self.outbox.slot, round_index, as_role=as_role)
 

@@ -73,8 +73,8 @@ class Supervisor:
         self.buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
                                        devices.buffer_device(config))
         self.token = secrets.token_bytes(16)
-        self.endpoints = Endpoints()
-        self.group = ProcessGroup(self.endpoints.run_id)
+        self.group: ProcessGroup | None = None  # (made in run(): its private folder must never outlive it)
+        self.endpoints: Endpoints | None = None
         self.context = zmq.Context()
         self.inbox: Mailbox | None = None
         self.outbox: Outbox | None = None
@@ -294,6 +294,8 @@ class Supervisor:
 
     # ---- the loop ----------------------------------------------------------------------------
     def run(self) -> int:
+        self.group = ProcessGroup(secrets.token_hex(8))
+        self.endpoints = Endpoints(self.group.run_id, self.group.folder)
         cfg, group = self.config, self.group
         try:
             self.inbox = Mailbox(self.context, self.endpoints.address("runner"), self.token)
