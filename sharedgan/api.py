@@ -8,7 +8,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from sharedgan.config import RESUMABLE, TrainConfig, fingerprint
+from sharedgan.config import RESUMABLE, TrainConfig, fingerprint, require_consent
 from sharedgan.engines.recorder import RunRecorder
 from sharedgan.errors import ConfigError, FactoryError
 from sharedgan.models.spec import factory_reference
@@ -73,13 +73,17 @@ def _check_factories(config: TrainConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
-def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainConfig:
+def resume_config(run_dir: str | Path, overrides: dict | None = None, trust: bool = False) -> TrainConfig:
     """The config of the run in ``run_dir``, with ``overrides`` of the settings a resume may change
-    (:data:`~sharedgan.config.RESUMABLE`); changing anything else is refused."""
+    (:data:`~sharedgan.config.RESUMABLE`); changing anything else is refused, and so is a model
+    factory of the run's own unless ``trust`` or ``overrides`` names the same one
+    (:func:`~sharedgan.config.require_consent`)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ConfigError(f"{run_dir} is not a sharedgan run (no config.json); pass the directory of a run to --resume")
+    rundir.check_inside(run_dir)  # before anything of it is read: where it would make us write
     config = TrainConfig.from_file(run_dir / "config.json")
+    require_consent(config, f"{run_dir}/config.json", overrides, trust)
     for name, value in (overrides or {}).items():
         if name == "out" and value is not None and Path(value).resolve() != run_dir.resolve():
             raise ConfigError(f"--resume continues in {run_dir} itself; drop --out")
@@ -92,9 +96,11 @@ def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainCo
     return config
 
 
-def resume(run_dir: str | Path, overrides: dict | None = None, progress: bool = False) -> RunResult:
-    """Continue the run in ``run_dir`` from its latest intact checkpoint (see :func:`train`)."""
-    return train(resume_config(run_dir, overrides), progress=progress, resume=True)
+def resume(run_dir: str | Path, overrides: dict | None = None, progress: bool = False,
+           trust: bool = False) -> RunResult:
+    """Continue the run in ``run_dir`` from its latest intact checkpoint (see :func:`train`);
+    ``trust``: its config may name model factories sharedgan does not ship."""
+    return train(resume_config(run_dir, overrides, trust), progress=progress, resume=True)
 
 
 def _resume_point(config: TrainConfig, run_dir: Path) -> tuple[Path, dict]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sharedgan.data.mixtures import DATASETS
-from sharedgan.errors import ConfigError
+from sharedgan.errors import ConfigError, UntrustedRun
 from sharedgan.math.beta_schedule import SCHEDULES, default_decay
 from sharedgan.math.losses import CLASSIFIERS
 from sharedgan.models.spec import canonical_factory
@@ -55,6 +55,7 @@ IMAGE_DATASETS = ("cifar10", "mnist")  # and your own: the path of an .h5, .npy,
 
 
 MODEL_ROLES = ("generator", "discriminator", "classifier")
+MAX_K = 1024  # generators: beyond this, a run would spend its life starting processes
 MLP_FACTORIES = {role: f"sharedgan.models.mlp:mlp_{role}" for role in MODEL_ROLES}
 
 
@@ -282,14 +283,18 @@ class TrainConfig:
         ``shared_trunk`` C runs in D's process."""
         return [r for r in self.roles if self.host(r) == r] + self.replicas
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, reading: bool = False) -> "TrainConfig":
+        """Check every setting (and fill the data-dependent defaults). ``reading``: the config of a
+        run that is only read back (sampled, evaluated): checked as strictly, except that its data
+        and its devices need not be on this machine."""
         def need(ok: bool, message: str):
             if not ok:
                 raise ConfigError(message)
 
-        need(isinstance(self.k, int) and self.k >= 1, f"--k must be an integer ≥ 1, got {self.k!r}")
+        need(isinstance(self.k, int) and 1 <= self.k <= MAX_K,
+             f"--k must be an integer in [1, {MAX_K}], got {self.k!r}")
         need(isinstance(self.dataset, str)
-             and (self.dataset in DATASETS + IMAGE_DATASETS or Path(self.dataset).exists()),
+             and (self.dataset in DATASETS + IMAGE_DATASETS or reading or Path(self.dataset).exists()),
              f"--dataset must be one of {', '.join(DATASETS + IMAGE_DATASETS)}, or the path of your images "
              f"(.h5, .npy, .npz or a folder), got {self.dataset!r}")
         # defaults that depend on the data: filled in here, so config.json records what ran
@@ -376,7 +381,8 @@ class TrainConfig:
         need(isinstance(self.device, str), f"--device must be a device name, got {self.device!r}")
         need(self.devices is None or isinstance(self.devices, str),
              f"--devices must be a placement, got {self.devices!r}")
-        check_devices(self)
+        if not reading:
+            check_devices(self)
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**63,
              f"--seed must be an integer in [0, 2^63), got {self.seed!r}")
         return self
@@ -408,6 +414,27 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must hold a JSON object")
         return cls.from_dict(data)
+
+
+BUILTIN_FACTORIES = frozenset([*MLP_FACTORIES.values(), *DCGAN_FACTORIES.values(), *SDECONV_FACTORIES.values()])
+
+
+def require_consent(config: TrainConfig, source: str, given: dict | None = None, trust: bool = False) -> None:
+    """Refuse, before anything is imported, a config read from ``source`` (a run's config.json,
+    a --config file) that names a model factory sharedgan does not ship: importing it runs its
+    code. It is used only with ``trust`` (--trust-run) or when the user gives the very same
+    factory (``given``: the settings given on the command line or by the caller)."""
+    if trust:
+        return
+    for role in MODEL_ROLES:
+        name = f"{role}_factory"
+        reference = canonical_factory(getattr(config, name))
+        mine = canonical_factory((given or {}).get(name))
+        if reference is not None and reference not in BUILTIN_FACTORIES and reference != mine:
+            flag = "--" + name.replace("_", "-")
+            raise UntrustedRun(f"{source} names the model factory {reference!r} ({flag}): code that sharedgan would "
+                               f"import and run; if you trust it, pass --trust-run (Python: trust=True), or give "
+                               f"{flag} {reference} yourself")
 
 
 def option_flag(field: dataclasses.Field) -> str:

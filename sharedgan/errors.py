@@ -34,6 +34,10 @@ class RoleFailed(RuntimeError):
         super().__init__(text)
 
 
+class UntrustedRun(ConfigError):
+    """A run directory or config file that would make sharedgan import code it does not ship."""
+
+
 class CheckpointError(ConfigError):
     """A checkpoint that cannot be used; the message says which and why."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sharedgan.config import TrainConfig
+from sharedgan.config import TrainConfig, require_consent
 from sharedgan.errors import ConfigError
 from sharedgan.eval.coverage import MIN_ACCURACY, class_coverage, classifier_for
 from sharedgan.eval.modes import ModeReport, mode_report
@@ -29,14 +29,18 @@ class Run:
 
     @functools.cached_property
     def dataset(self):
-        return dataset_of(self.config)
+        return dataset_of(self.config, build=False)  # reading a run writes nothing where it says
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, trust: bool = False):
         self.run_dir = Path(run_dir)
         config_path = self.run_dir / "config.json"
-        if not config_path.exists():
+        if not config_path.is_file():
             raise ConfigError(f"{self.run_dir} is not a sharedgan run (no config.json); pass a run directory")
         self.config = TrainConfig.from_file(config_path)
+        # a run directory may come from anywhere: its settings are checked as strictly as a
+        # launch's, and a model factory of its own is imported only with consent
+        require_consent(self.config, str(config_path), trust=trust)
+        self.config.validate(reading=True)
         skipped: list[str] = []
         self.checkpoint = checkpoint.latest(self.run_dir, skipped)
         if self.checkpoint is None:
@@ -120,6 +124,8 @@ class Run:
                                  data.cache.parent / "fidelity", weights_path, device), len(real)
 
 
-def load_run(run_dir: str | Path) -> Run:
-    return Run(Path(run_dir))
+def load_run(run_dir: str | Path, trust: bool = False) -> Run:
+    """The run in ``run_dir``; ``trust``: its config may name model factories sharedgan does not
+    ship (they are imported and called to build its generators)."""
+    return Run(Path(run_dir), trust)
 

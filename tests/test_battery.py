@@ -5,6 +5,8 @@ import json
 import os
 import resource
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,10 +147,16 @@ RESUMES = [  # (how the run is damaged or what is asked, what the error says)
     (lambda r: _edit_config(r, hidden=32), [], "was made with --hidden 16, this run has 32"),
     (lambda r: _edit_config(r, k=3), [], "was made with --k 2, this run has 3"),
     (lambda r: _edit_config(r, dataset="grid25"), [], "was made with --dataset 'ring8', this run has 'grid25'"),
-    (lambda r: _edit_config(r, generator_factory="user_models:wide_generator"), [],
+    (lambda r: _edit_config(r, generator_factory="user_models:wide_generator"), ["--trust-run"],
      "was made with --generator-factory"),
-    (lambda r: _forge_fingerprint(r, generator_factory="user_models:wide_generator"), [],
+    (lambda r: _forge_fingerprint(r, generator_factory="user_models:wide_generator"), ["--trust-run"],
      "does not fit this run's models"),
+    # a manifest whose fields are of the wrong type or out of range is a damaged one
+    (lambda r: _edit_manifest(r, train_seconds=float("inf")), [], "has no readable manifest"),
+    (lambda r: _edit_manifest(r, round=19.0), [], "has no readable manifest"),
+    (lambda r: _edit_manifest(r, roles=["../../elsewhere"]), [], "has no readable manifest"),
+    (lambda r: _edit_manifest(r, sha256=["not", "a", "dict"]), [], "has no readable manifest"),
+    (lambda r: _edit_manifest(r, fingerprint="k=2"), [], "has no readable manifest"),
     (lambda r: (r / "config.json").unlink(), [], "is not a sharedgan run (no config.json)"),
 ]
 
@@ -167,6 +175,13 @@ def _edit_config(run, **changes):
     config = json.loads((run / "config.json").read_text())
     config.update(changes)
     (run / "config.json").write_text(json.dumps(config))
+
+
+def _edit_manifest(run, **changes):
+    path = run / "checkpoints" / "round-0000019" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
 
 
 def _forge_fingerprint(run, **changes):
@@ -231,7 +246,7 @@ def test_full_disk_while_writing_the_run_file(tmp_path, leak_check):
               "--eval-every", "20", "--checkpoint-every", "20", "--engine", "sequential",
               preexec=_file_size_limit(200_000))
     one_line(res, 1, "File too large")
-    assert not (tmp_path / "r" / ".run.h5.tmp").exists()
+    assert not list((tmp_path / "r").glob(".run.h5.*tmp"))
 
 
 DATA = [  # (how the data directory is made, the data set, what the error says)
@@ -263,3 +278,147 @@ def test_data_command_builds_the_cache_and_a_picture(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "cifar10: 40 images 32×32×3 uint8, 8 held out" in res.stdout and "airplane" in res.stdout
     assert (tmp_path / "cache" / "cifar10.h5").exists() and (tmp_path / "grid.png").stat().st_size > 0
+
+
+# ---- a run directory from elsewhere is untrusted input ------------------------------------------
+PLANTED = """import pathlib
+pathlib.Path(__file__).with_name("IMPORTED").write_text("the run's own code ran")
+from user_models import wide_generator as generator
+"""
+
+
+def _plant(run):
+    """A run whose config names a factory of its own, in a module placed in the run directory."""
+    (run / "planted.py").write_text(PLANTED)
+    _edit_config(run, generator_factory="planted:generator")
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "{run}", "--out", "{tmp}/s.h5"],
+    ["eval", "{run}"],
+    ["launch", "--resume", "{run}"],
+    ["launch", "--config", "{run}/config.json", "--out", "{tmp}/again"],
+], ids=["sample", "eval", "resume", "config"])
+def test_a_run_s_own_code_runs_only_with_consent(run_copy, tmp_path, command):
+    _plant(run_copy)
+    before = tree(run_copy)
+    args = [a.format(run=run_copy, tmp=tmp_path) for a in command]
+    res = cli(*args, cwd=run_copy)  # run from inside the run directory: its module is importable
+    one_line(res, 2, "names the model factory 'planted:generator' (--generator-factory)")
+    assert "--trust-run" in res.stderr
+    assert not (run_copy / "IMPORTED").exists() and tree(run_copy) == before
+    assert not (tmp_path / "s.h5").exists() and not (tmp_path / "again").exists()
+
+
+def test_consent_is_trust_run_or_the_same_factory_given(run_copy, tmp_path):
+    _plant(run_copy)
+    res = cli("sample", str(run_copy), "--out", str(tmp_path / "s.h5"), "--trust-run", cwd=run_copy)
+    assert (run_copy / "IMPORTED").exists()  # consent given: imported (its model then fits, or says why not)
+    assert res.returncode in (0, 2) and "Traceback" not in res.stderr
+    (run_copy / "IMPORTED").unlink()
+    res = cli("launch", "--config", str(run_copy / "config.json"), "--out", str(tmp_path / "again"),
+              "--generator-factory", "planted:generator", "--rounds", "2", cwd=run_copy)
+    assert res.returncode == 0, res.stderr
+
+
+def test_built_in_factories_need_no_consent_even_by_their_old_names(run_copy, tmp_path):
+    _edit_config(run_copy, generator_factory="sharedgan.models:mlp_generator")
+    res = cli("sample", str(run_copy), "--out", str(tmp_path / "s.h5"))
+    assert res.returncode == 0, res.stderr
+
+
+def _link_out(run, name, target):
+    path = run / name
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    path.symlink_to(target)
+
+
+@pytest.mark.parametrize("name", ["logs", "checkpoints", "logs/runner.log",
+                                  "checkpoints/round-0000019/discriminator.pt", "run.h5", "grids"])
+def test_a_symbolic_link_in_a_run_never_makes_sharedgan_write_outside_it(run_copy, tmp_path, name):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("mine")
+    target = outside if not name.endswith((".log", ".pt", ".h5")) else outside / "precious"
+    _link_out(run_copy, name, target)
+    before = tree(outside)
+    one_line(cli("launch", "--resume", str(run_copy)), 2, "is a symbolic link")
+    assert tree(outside) == before
+    one_line(cli("launch", "--out", str(run_copy), "--force", *RUN_ARGS), 2, "is a symbolic link")
+    assert tree(outside) == before
+    assert (run_copy / "config.json").exists()  # --force checked everything before deleting anything
+
+
+def test_a_checkpoint_copy_or_backup_beside_the_real_ones_is_passed_over(run_copy, tmp_path):
+    shutil.copytree(run_copy / "checkpoints" / "round-0000019", run_copy / "checkpoints" / "round-0000019 (copy)")
+    shutil.copytree(run_copy / "checkpoints" / "round-0000019", run_copy / "checkpoints" / "round-0000099.bak")
+    res = cli("sample", str(run_copy), "--n", "10", "--out", str(tmp_path / "s.npz"))
+    assert res.returncode == 0 and "from round 20" in res.stdout, res.stderr
+
+
+@pytest.mark.parametrize("changes, says", [
+    (dict(k=5000), "--k must be an integer in [1, 1024], got 5000"),
+    (dict(eval_samples=-1), "--eval-samples must be an integer ≥ 1"),
+    (dict(lr_generator=float("inf")), "--lr-generator must be > 0, got inf"),
+    (dict(noise="laplace"), "--noise must be one of"),
+])
+def test_a_run_s_config_is_checked_like_the_command_line_before_sampling(run_copy, tmp_path, changes, says):
+    _edit_config(run_copy, **changes)
+    one_line(cli("sample", str(run_copy), "--out", str(tmp_path / "s.h5")), 2, says)
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_sample_replaces_a_symbolic_link_at_out_and_never_writes_through_it(finished, tmp_path, capsys):
+    (tmp_path / "precious").write_text("mine")
+    (tmp_path / "s.npz").symlink_to(tmp_path / "precious")
+    res = cli_here(capsys, "sample", str(finished), "--n", "5", "--out", str(tmp_path / "s.npz"), "--force")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "precious").read_text() == "mine" and not (tmp_path / "s.npz").is_symlink()
+    one_line(cli_here(capsys, "sample", str(finished), "--n", "1000000000", "--out", str(tmp_path / "x.h5")), 2,
+             "is not in the range")
+
+
+def test_compare_and_tensorboard_refuse_a_damaged_run_in_one_line(finished, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "run.h5").write_bytes(b"not hdf5")
+    one_line(cli_here(capsys, "compare", str(run)), 2, "has no readable run.h5")
+    one_line(cli_here(capsys, "tensorboard", str(run)), 2, "has no readable run.h5")
+    shutil.copy(finished / "run.h5", run / "run.h5")
+    (tmp_path / "elsewhere").mkdir()
+    shutil.rmtree(run / "tensorboard", ignore_errors=True)
+    (run / "tensorboard").symlink_to(tmp_path / "elsewhere")
+    one_line(cli_here(capsys, "tensorboard", str(run)), 2, "is not a folder of this run's")
+    (run / "config.json").write_text("[1, 2]")
+    one_line(cli_here(capsys, "compare", str(run)), 2, "must hold a JSON object")
+
+
+def test_a_long_tmpdir_does_not_break_a_parallel_launch(tmp_path):
+    deep = tmp_path / ("t" * 100)
+    deep.mkdir()
+    env_tmp = {"TMPDIR": str(deep)}
+    res = subprocess.run([sys.executable, "-m", "sharedgan", "launch", "--out", str(tmp_path / "r"), *TINY,
+                          "--rounds", "4", "--eval-every", "4"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **env_tmp})
+    assert res.returncode == 0, res.stderr
+
+
+def test_reading_an_image_run_writes_nowhere_its_config_says(tmp_path):
+    """sample needs only the run directory; eval opens the data set's existing cache and refuses
+    to build one where a run's config.json points."""
+    import h5py
+    with h5py.File(tmp_path / "mine.h5", "w") as f:
+        f["images"] = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 1), dtype=np.uint8)
+    run = tmp_path / "run"
+    res = cli("launch", "--out", str(run), "--dataset", str(tmp_path / "mine.h5"), "--data-dir", str(tmp_path / "d"),
+              "--k", "2", "--width", "4", "--rounds", "4", "--batch-size", "8", "--eval-every", "4", "--quiet",
+              "--engine", "sequential")
+    assert res.returncode == 0, res.stderr
+    _edit_config(run, cache_dir=str(tmp_path / "somewhere" / "else"))
+    res = cli("sample", str(run), "--n", "4", "--out", str(tmp_path / "s.npz"))
+    assert res.returncode == 0, res.stderr
+    one_line(cli("eval", str(run)), 2, "is missing or out of date; build it first with 'sharedgan data")
+    assert not (tmp_path / "somewhere").exists()

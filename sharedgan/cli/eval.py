@@ -23,7 +23,10 @@ from sharedgan.eval.coverage import MIN_ACCURACY
                                                 "'pip install sharedgan[metrics]'), the mixture and each generator.")
 @click.option("--inception-weights", type=click.Path(), help="torch-fidelity's Inception weights file, for machines "
                                                              "without network (else it is downloaded once).")
-def eval_(run, n, seed, classifier_epochs, min_accuracy, inception, inception_weights):
+@click.option("--trust-run", is_flag=True,
+              help="RUN's config.json may name model factories sharedgan does not ship: import and run them "
+                   "(only for runs you trust; see the README's Security).")
+def eval_(run, trust_run, n, seed, classifier_epochs, min_accuracy, inception, inception_weights):
     """Evaluate RUN's latest checkpoint on N fresh samples, then show where the time went (each
     role's mean seconds per round computing, waiting and copying slots).
 
@@ -37,7 +40,7 @@ def eval_(run, n, seed, classifier_epochs, min_accuracy, inception, inception_we
     from sharedgan.eval.modes import format_report
     from sharedgan.runs import load_run
     from sharedgan.storage.runfile import format_time_breakdown, read_run_file
-    r = load_run(run)
+    r = load_run(run, trust=trust_run)
     click.echo(f"{run}: round {r.round + 1} of {r.config.rounds}, K = {r.config.k}, {r.config.dataset}, "
                f"{r.config.engine} engine")
     if not r.config.images:

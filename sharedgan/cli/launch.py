@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from sharedgan.config import TrainConfig, option_flag
+from sharedgan.config import TrainConfig, option_flag, require_consent
 from sharedgan.errors import ConfigError
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -68,9 +68,12 @@ LAST_RUN: dict = {}  # the run directory of the latest launch, for the resume hi
                    "Only how it runs may change (--engine, --threads, --eval-every, checkpoints, timeouts, "
                    "--on-failure).")
 @click.option("--force", is_flag=True, help="Reuse a non-empty --out, replacing the run that is there.")
+@click.option("--trust-run", is_flag=True,
+              help="The config of --resume or --config may name model factories sharedgan does not ship: import "
+                   "and run them (only for files you trust; giving the same --*-factory yourself also does).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_launch_options
-def launch(config_file, resume_dir, force, quiet, lr, **options):
+def launch(config_file, resume_dir, force, trust_run, quiet, lr, **options):
     """Train K generators, a discriminator D and a classifier C.
 
     Writes the run directory: config.json, logs/, run.h5, checkpoints/, samples.png, curves.png,
@@ -85,9 +88,11 @@ def launch(config_file, resume_dir, force, quiet, lr, **options):
     if resume_dir is not None:
         if config_file or force:
             raise ConfigError("--resume takes the run's own config.json; drop --config and --force")
-        config = resume_config(resume_dir, given)
+        config = resume_config(resume_dir, given, trust=trust_run)
     else:
         config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        if config_file:
+            require_consent(config, config_file, given, trust_run)
         for field, value in given.items():
             setattr(config, field, value)
     try:

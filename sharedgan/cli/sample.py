@@ -30,7 +30,10 @@ SUFFIXES = {".h5": "h5", ".hdf5": "h5", ".npz": "npz", ".csv": "csv"}
 @click.option("--force", is_flag=True, help="Replace --out.")
 @click.option("--png", type=click.Path(),
               help="Also write a picture of the samples (a grid, one row per generator, for images).")
-def sample(run, n, out, fmt, seed, force, png):
+@click.option("--trust-run", is_flag=True,
+              help="RUN's config.json may name model factories sharedgan does not ship: import and run them "
+                   "(only for runs you trust; see the README's Security).")
+def sample(run, trust_run, n, out, fmt, seed, force, png):
     """Draw N samples of the mixture from RUN's latest checkpoint into --out.
 
     Each sample picks its generator uniformly. h5 and npz hold samples [N, 2] float32 (2-D runs) or
@@ -47,7 +50,7 @@ def sample(run, n, out, fmt, seed, force, png):
             raise ConfigError(f"{out} exists; choose another --out or pass --force")
         if target.is_dir() and not target.is_symlink() and fmt != "png":
             raise ConfigError(f"{out} is a folder; --format {fmt} writes a file: choose another --out")
-    r = load_run(run)
+    r = load_run(run, trust=trust_run)
     if fmt == "png" and not r.config.images:
         raise ConfigError(f"{run} is a 2-D run: its samples are points, not pictures; use --format csv or npz "
                           "(--png draws a scatter)")

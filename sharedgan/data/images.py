@@ -123,9 +123,10 @@ def to_uint8(samples) -> np.ndarray:
 
 # ---- the cache ------------------------------------------------------------------------------------
 def load(name: str, data_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-         verify_md5: bool = True, download: bool = True, on_build=None) -> ImageData:
+         verify_md5: bool = True, download: bool = True, on_build=None, may_build: bool = True) -> ImageData:
     """The data set ``name`` (cifar10, mnist, or a path to your own data), from its cache, which
-    is built first if it is missing or stale (``on_build(cache_path)`` is told so first)."""
+    is built first if it is missing or stale (``on_build(cache_path)`` is told so first;
+    ``may_build=False``: refused instead, so that reading a run never writes where it says)."""
     data_dir = Path(data_dir or "data")
     cache_dir = Path(cache_dir or data_dir / "cache")
     if name == "cifar10":
@@ -144,6 +145,9 @@ def load(name: str, data_dir: str | Path | None = None, cache_dir: str | Path | 
         name = source.stem
     cache = cache_dir / f"{name}.h5"
     if not _cache_matches(cache, source_id):
+        if not may_build:
+            raise DataError(f"the cache of {name} ({cache}) is missing or out of date; build it first with "
+                            f"'sharedgan data {name} --data-dir {data_dir}'")
         if on_build is not None:
             on_build(cache)
         parts = build()

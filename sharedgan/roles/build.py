@@ -14,11 +14,13 @@ from sharedgan.models.shared_trunk import shared_trunk_head
 from sharedgan.models.spec import ModelSpec, build_model, check_output
 
 
-def dataset_of(config: TrainConfig):
-    """The real data: a 2-D mixture drawn fresh, or images mapped from their cache (built once)."""
+def dataset_of(config: TrainConfig, build: bool = True):
+    """The real data: a 2-D mixture drawn fresh, or images mapped from their cache (built once;
+    ``build=False``: only an existing cache, for what only reads a run)."""
     if config.images:
         from sharedgan.data.images import ImageDataset, load
-        return ImageDataset(load(config.dataset, config.data_dir, config.cache_dir, config.verify_md5))
+        return ImageDataset(load(config.dataset, config.data_dir, config.cache_dir, config.verify_md5,
+                                 download=build, may_build=build))
     return make_dataset(config.dataset, config.ring_modes, config.ring_radius, config.grid_side,
                         config.grid_spacing, config.mode_std)
 

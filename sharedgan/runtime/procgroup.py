@@ -67,7 +67,7 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
         os._exit(3)
     for sig in JOB_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)  # never through a link
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -41,8 +43,14 @@ def partial_dir(run_dir: Path, round_index: int) -> Path:
     return checkpoint_root(run_dir) / f"{PREFIX}{round_index:07d}.partial"
 
 
+# a checkpoint folder's name, exactly: a copy or a backup beside it ("round-0000019 (copy)",
+# "round-0000019.bak") is not one of them and is never read, pruned or deleted
+NAME = re.compile(r"round-(\d{7,})(\.partial)?")
+ROLE_NAME = re.compile(r"[a-z]+(-\d{1,6})?")
+
+
 def round_of(folder: Path) -> int:
-    return int(folder.name[len(PREFIX):].split(".")[0])
+    return int(NAME.fullmatch(folder.name).group(1))
 
 
 def save_role(run_dir: Path, round_index: int, role: str, state: dict) -> Path:
@@ -89,6 +97,8 @@ def remove_partials(run_dir: Path, below: int | None = None, above: int | None =
     if not root.is_dir():
         return
     for stale in root.glob(f"{PREFIX}*.partial"):
+        if not NAME.fullmatch(stale.name) or stale.is_symlink():
+            continue
         n = round_of(stale)
         if (below is not None and n < below) or (above is not None and n > above):
             shutil.rmtree(stale, ignore_errors=True)
@@ -99,16 +109,16 @@ def complete_checkpoints(run_dir: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir()
-                  if p.is_dir() and p.name.startswith(PREFIX) and "." not in p.name and (p / "manifest.json").exists())
+                  if (m := NAME.fullmatch(p.name)) and not m.group(2) and p.is_dir() and not p.is_symlink()
+                  and (p / "manifest.json").exists())
 
 
 def read_manifest(folder: Path) -> dict:
     """The manifest of an intact checkpoint; :class:`CheckpointError` says what is wrong otherwise."""
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
-        assert isinstance(manifest, dict) and manifest.get("format") == FORMAT
-        roles, sums = manifest["roles"], manifest["sha256"]
-        round_index = int(manifest["round"])
+        _check_manifest(manifest)
+        roles, sums, round_index = manifest["roles"], manifest["sha256"], manifest["round"]
     except (OSError, ValueError, KeyError, TypeError, AssertionError):
         raise CheckpointError(f"{folder} has no readable manifest") from None
     if round_index != round_of(folder):
@@ -120,6 +130,19 @@ def read_manifest(folder: Path) -> dict:
         if file_hash(path) != sums.get(role):
             raise CheckpointError(f"{path} does not match its checksum (damaged after it was written)")
     return manifest
+
+
+def _check_manifest(m) -> None:
+    """Every field a reader uses, as strictly as the command line's (types, ranges, finiteness)."""
+    number = (int, float)
+    assert isinstance(m, dict) and m.get("format") == FORMAT
+    assert isinstance(m["round"], int) and not isinstance(m["round"], bool) and 0 <= m["round"] < 2**62
+    assert isinstance(m["roles"], list) and 0 < len(m["roles"]) <= 4096
+    assert all(isinstance(r, str) and ROLE_NAME.fullmatch(r) for r in m["roles"])
+    assert isinstance(m["sha256"], dict) and all(isinstance(v, str) for v in m["sha256"].values())
+    seconds = m.get("train_seconds", 0.0)
+    assert isinstance(seconds, number) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0
+    assert isinstance(m.get("fingerprint", {}), dict)
 
 
 def latest(run_dir: Path, skipped: list[str] | None = None) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -18,14 +19,21 @@ def write_file(path: Path, data) -> None:
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Replace ``path`` with ``data`` through a hidden temporary file, flushed, then renamed:
-    readers see the old file or the new one, never half of one; a failed write leaves nothing."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Replace ``path`` with ``data`` through a hidden temporary file of its own (a unique name,
+    created exclusively: two writers never share one, and a link planted there is never followed),
+    flushed, then renamed: readers see the old file or the new one, never half of one; a failed
+    write leaves nothing. A symbolic link at ``path`` itself is replaced, not followed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        write_file(tmp, data.encode() if isinstance(data, str) else data)
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -13,7 +13,8 @@ from sharedgan.storage.files import write_atomic
 
 # What a run writes; with --force only these are replaced, never other files of the user's.
 ARTIFACTS = ("config.json", "run.h5", "processes.json", "logs", "checkpoints", "samples.png", "curves.png",
-             "evolution.png")
+             "evolution.png", "grids", "tensorboard")
+FOLDERS = ("logs", "checkpoints", "grids", "tensorboard")  # what a run writes inside, file by file
 
 
 def default_out() -> str:
@@ -60,7 +61,32 @@ def prepare(config, force: bool = False, resume: bool = False) -> tuple[Path, Ru
     return run_dir, lock
 
 
+def check_inside(run_dir: Path) -> None:
+    """Everything sharedgan writes or deletes for a run lies inside it: refuse a run directory in
+    which a path it writes is a symbolic link (a run from elsewhere could point its logs or its
+    checkpoints anywhere). Checked whole before anything is written or deleted."""
+    def refuse(path: Path):
+        raise ConfigError(f"{path} is a symbolic link; sharedgan writes and deletes only inside the run directory: "
+                          "remove the link, or choose another --out")
+    for name in ARTIFACTS:
+        if (run_dir / name).is_symlink():
+            refuse(run_dir / name)
+    for name in FOLDERS:
+        folder = run_dir / name
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_symlink():
+                refuse(path)
+            if path.is_dir():  # a checkpoint's files
+                for inner in path.iterdir():
+                    if inner.is_symlink():
+                        refuse(inner)
+
+
 def _prepare(run_dir: Path, force: bool, resume: bool) -> None:
+    if run_dir.is_dir():
+        check_inside(run_dir)
     if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
         if not force:
             raise ConfigError(f"--out {run_dir} is not empty; choose another --out, or pass --force to replace its run")
