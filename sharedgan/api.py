@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from sharedgan.errors import ConfigError, FactoryError
 from sharedgan.models.spec import factory_reference
 from sharedgan.roles.build import dataset_of, make_model, model_spec
 from sharedgan.roles.generator import make_body
+from sharedgan.runtime.buffer import buffer_bytes, slot_fields
 from sharedgan.runtime.interrupts import StopSignals
 from sharedgan.storage import checkpoint, rundir
 from sharedgan.storage.runfile import read_run_file
@@ -64,6 +66,7 @@ def _check_factories(config: TrainConfig) -> None:
         except FactoryError as exc:
             raise ConfigError(str(exc)) from None
     spec = model_spec(config)
+    _check_memory(config, spec)
     try:
         for role in ("generator", "discriminator") + (("classifier",) if config.k > 1 else ()):
             make_model(config, role, spec)
@@ -71,6 +74,19 @@ def _check_factories(config: TrainConfig) -> None:
             make_body(config, spec)
     except FactoryError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _check_memory(config: TrainConfig, spec) -> None:
+    """A slot buffer larger than this machine's memory is refused before anything is written (it
+    would fail, or swap the machine to a halt, only after the run directory was made)."""
+    need = buffer_bytes(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k)
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > have // 2:
+        raise ConfigError(f"the slot buffer would take {need / 2**30:.1f} GiB of this machine's "
+                          f"{have / 2**30:.0f} GiB; lower --batch-size, --eval-samples or --k")
 
 
 def resume_config(run_dir: str | Path, overrides: dict | None = None, trust: bool = False) -> TrainConfig:

@@ -381,6 +381,10 @@ class TrainConfig:
         need(isinstance(self.device, str), f"--device must be a device name, got {self.device!r}")
         need(self.devices is None or isinstance(self.devices, str),
              f"--devices must be a placement, got {self.devices!r}")
+        for field in dataclasses.fields(self):  # no setting is infinite or NaN (a run would only diverge)
+            value = getattr(self, field.name)
+            need(not isinstance(value, float) or math.isfinite(value),
+                 f"{option_flag(field)} must be a finite number, got {value!r}")
         if not reading:
             check_devices(self)
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**63,

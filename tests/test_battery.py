@@ -256,7 +256,27 @@ DATA = [  # (how the data directory is made, the data set, what the error says)
     (lambda d: mnist_files(d, n=4, gz=False, labels_for=3), "mnist", "4 images but 3 labels"),
     (lambda d: np.save(d / "mine.npy", np.zeros((3, 8, 8, 3), np.float64)), "mine.npy", "images must be uint8"),
     (lambda d: np.save(d / "mine.npy", np.zeros((3, 8, 8, 5), np.uint8)), "mine.npy", "C = 1 or 3"),
+    (lambda d: np.save(d / "mine.npy", np.uint8(7)), "mine.npy", "got a scalar"),
+    (lambda d: np.savez(d / "mine.npz", images=np.zeros((3, 8, 8, 1), np.uint8), labels=np.array([0, 10**12, 1])),
+     "mine.npz", "labels go up to 1000000000000"),
+    (lambda d: np.savez(d / "mine.npz", images=np.zeros((3, 8, 8, 1), np.uint8), labels=np.zeros((3, 2), np.int64)),
+     "mine.npz", "labels must be integers, one per image"),
+    (lambda d: _h5_with_groups(d / "mine.h5"), "mine.h5", "has no 'images' dataset"),
+    (lambda d: _huge_image_folder(d / "pics"), "pics", "refused before they are decoded"),
 ]
+
+
+def _h5_with_groups(path):
+    import h5py
+    with h5py.File(path, "w") as f:
+        f.create_group("images")
+
+
+def _huge_image_folder(folder):
+    """A PNG whose header claims 20000 × 20000 pixels (a few KiB on disk, 400 MB decoded)."""
+    from PIL import Image
+    folder.mkdir()
+    Image.new("L", (20000, 20000)).save(folder / "bomb.png", optimize=True)
 
 
 def _truncate_file(path):
@@ -266,7 +286,7 @@ def _truncate_file(path):
 @pytest.mark.parametrize("make, name, says", DATA, ids=[s[:30] for _, _, s in DATA])
 def test_bad_data(tmp_path, make, name, says):
     make(tmp_path)
-    target = str(tmp_path / name) if name.endswith(".npy") else name
+    target = name if name in ("cifar10", "mnist") else str(tmp_path / name)
     before = tree(tmp_path)
     one_line(cli("data", target, "--data-dir", str(tmp_path), "--no-download"), 2, says)
     assert tree(tmp_path) == before  # nothing half-written into the cache
@@ -422,3 +442,14 @@ def test_reading_an_image_run_writes_nowhere_its_config_says(tmp_path):
     assert res.returncode == 0, res.stderr
     one_line(cli("eval", str(run)), 2, "is missing or out of date; build it first with 'sharedgan data")
     assert not (tmp_path / "somewhere").exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--batch-size", "1000000000"], "the slot buffer would take"),
+    (["--beta0", "inf"], "--beta0 must be a finite number, got inf"),
+    (["--ring-radius", "inf"], "--ring-radius must be a finite number"),
+    (["--beta-tau", "nan"], "--beta-tau must be"),
+])
+def test_impossible_or_infinite_settings_are_refused_before_anything_is_written(tmp_path, capsys, args, says):
+    one_line(cli_here(capsys, "launch", "--out", str(tmp_path / "r"), "--quiet", *args), 2, says)
+    assert not (tmp_path / "r").exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 
@@ -27,8 +29,9 @@ def data(name, data_dir, cache_dir, no_verify_md5, no_download, png):
     import numpy as np
 
     from sharedgan.data.images import load
-    def building(cache):  # decoding a data set takes a while: say what is going on
-        click.echo(f"building the cache {cache} (once; later runs map it)...", err=True)
+    def building(cache):  # decoding a data set takes a while: say so on a terminal (like a progress bar)
+        if sys.stderr.isatty():
+            click.echo(f"building the cache {cache} (once; later runs map it)...", err=True)
     d = load(name, data_dir, cache_dir, verify_md5=not no_verify_md5, download=not no_download, on_build=building)
     n, (h, w, c) = len(d.images), d.shape
     held_out = f", {len(d.test_images)} held out" if d.test_images is not None else ""

@@ -65,6 +65,9 @@ MNIST_FILES = {  # name: published MD5 of the gzipped file
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_CLASSES = 100_000  # labels beyond this are a mistake, not classes (a list of names is built)
+MAX_DATA_BYTES = 64 * 2**30  # a data set's images, built into a cache in memory
+MAX_IMAGE_PIXELS = 16_777_216  # one image of a folder: 4096 × 4096 (PIL's bomb check is far above)
 
 
 @dataclass
@@ -390,12 +393,17 @@ def _read_own(path: Path):
     try:
         if suffix in (".h5", ".hdf5"):
             with h5py.File(path, "r") as f:
-                if "images" not in f:
+                if not isinstance(f.get("images"), h5py.Dataset):
                     raise DataError(f"{path} has no 'images' dataset; see the schema in 'sharedgan data --help'")
+                if "labels" in f and not isinstance(f["labels"], h5py.Dataset):
+                    raise DataError(f"{path}: 'labels' is a group, not a dataset of one integer per image")
+                _check_size(path, f["images"].shape, f["images"].dtype)
                 images = f["images"][()]
                 labels = f["labels"][()] if "labels" in f else None
         elif suffix == ".npy":
-            images, labels = np.load(path, allow_pickle=False), None
+            images, labels = np.load(path, allow_pickle=False, mmap_mode="r"), None
+            _check_size(path, images.shape, images.dtype)
+            images = np.asarray(images)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if "images" not in z:
@@ -408,12 +416,27 @@ def _read_own(path: Path):
         raise DataError(f"{path} cannot be read ({str(exc).splitlines()[0]}); is it complete?") from None
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = images[..., None]  # [N, H, W] grey
+    if not isinstance(images, np.ndarray) or images.ndim == 0:
+        raise DataError(f"{path}: images must be an array uint8 [N, H, W, C], got "
+                        f"{type(images).__name__ if not isinstance(images, np.ndarray) else 'a scalar'}")
     if labels is None:
-        labels = np.full(len(images) if hasattr(images, "__len__") else 0, -1, dtype=np.int64)
-    elif not np.issubdtype(np.asarray(labels).dtype, np.integer):
-        raise DataError(f"{path}: labels must be integers, got {np.asarray(labels).dtype}")
+        labels = np.full(len(images), -1, dtype=np.int64)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: labels must be integers, one per image, got {labels.dtype} {list(labels.shape)}")
+    if len(labels) and labels.max() >= MAX_CLASSES:
+        raise DataError(f"{path}: labels go up to {int(labels.max())}; classes are numbered 0.. (at most "
+                        f"{MAX_CLASSES}), -1 for unlabelled")
     classes = [str(c) for c in range(int(labels.max()) + 1)] if len(labels) and labels.max() >= 0 else []
-    return images, np.asarray(labels, dtype=np.int64), classes
+    return images, labels.astype(np.int64), classes
+
+
+def _check_size(path: Path, shape, dtype) -> None:
+    """Refuse, before reading it, a data set too large to hold in memory (a cache is built in RAM)."""
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    if nbytes > MAX_DATA_BYTES:
+        raise DataError(f"{path}: its images take {nbytes / 2**30:.1f} GiB, more than sharedgan caches "
+                        f"({MAX_DATA_BYTES / 2**30:.0f} GiB); give a smaller data set")
 
 
 def _read_folder(folder: Path):
@@ -427,7 +450,13 @@ def _read_folder(folder: Path):
     for p in files:
         try:
             with Image.open(p) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"{p} is {im.width} × {im.height} pixels; images larger than "
+                                    f"{MAX_IMAGE_PIXELS} pixels are refused before they are decoded")
                 array = np.asarray(im.convert("L" if im.mode in ("1", "L", "I;16") else "RGB"))
+        except Image.DecompressionBombError:
+            raise DataError(f"{p} is larger than {MAX_IMAGE_PIXELS} pixels; such images are refused before they "
+                            "are decoded") from None
         except (UnidentifiedImageError, OSError) as exc:
             raise DataError(f"{p} is not a readable image ({exc})") from None
         if images and array.shape != images[0].shape:

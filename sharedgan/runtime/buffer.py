@@ -74,6 +74,11 @@ def _layout(fields: dict[str, Field], num_slots: int) -> tuple[dict[str, int], i
     return offsets, -(-cursor // ALIGN) * ALIGN
 
 
+def buffer_bytes(fields: dict[str, Field], num_slots: int) -> int:
+    """What :meth:`SlotBuffer.allocate` would allocate for this layout, before it does."""
+    return _layout(fields, num_slots)[1]
+
+
 class SlotBuffer:
     """K slots, one flat allocation, a [K, *shape] tensor view per declared field."""
 
