@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
 
@@ -41,12 +40,7 @@ class Run:
         # launch's, and a model factory of its own is imported only with consent
         require_consent(self.config, str(config_path), trust=trust)
         self.config.validate(reading=True)
-        skipped: list[str] = []
-        self.checkpoint = checkpoint.latest(self.run_dir, skipped)
-        if self.checkpoint is None:
-            why = f" ({skipped[0]})" if skipped else ""
-            raise ConfigError(f"{self.run_dir} has no intact checkpoint to sample from{why}")
-        manifest = json.loads((self.checkpoint / "manifest.json").read_text())
+        self.checkpoint, manifest, states = self._newest()
         self.round = manifest["round"]
         # the manifest says the sample shape (runs made before it did: the data set does), so that
         # sampling needs nothing but the run directory
@@ -60,12 +54,30 @@ class Run:
         for k in range(self.config.k):
             net = make_model(self.config, "generator", spec, k)
             try:
-                net.load_state_dict(checkpoint.load_role(self.checkpoint, f"generator-{k}")["model"])
+                net.load_state_dict(states[k]["model"])
             except (RuntimeError, KeyError) as exc:
                 raise ConfigError(f"checkpoint {self.checkpoint} does not fit this run's generator "
                                   f"({str(exc).splitlines()[0]}); use the sharedgan and models that made it") from None
             net.eval()
             self.generators.append(net)
+
+    def _newest(self) -> tuple[Path, dict, list[dict]]:
+        """The newest intact checkpoint, its manifest and every generator's state, read at once. A
+        run still training prunes old checkpoints: one that vanishes while it is read is passed
+        over for the newer one."""
+        for _ in range(5):
+            skipped: list[str] = []
+            found = checkpoint.latest(self.run_dir, skipped)
+            if found is None:
+                why = f" ({skipped[0]})" if skipped else ""
+                raise ConfigError(f"{self.run_dir} has no intact checkpoint to sample from{why}")
+            try:
+                manifest = checkpoint.read_manifest(found)
+                return found, manifest, [checkpoint.load_role(found, f"generator-{k}") for k in range(self.config.k)]
+            except checkpoint.CheckpointError:
+                if found.exists():
+                    raise
+        raise ConfigError(f"{self.run_dir}'s checkpoints vanish faster than they can be read; try again")
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

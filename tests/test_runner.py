@@ -148,3 +148,11 @@ def test_child_ignores_sigint(launch, leak_check):
     code, out, err = job.finish(180)
     assert code == 0, err
     assert "done: 400 rounds" in out
+
+
+def test_a_start_up_that_hangs_fails_after_the_timeout_the_user_set(launch, leak_check):
+    job = launch(*LONG, "--generator-factory", "user_models:slow_to_build_generator", "--startup-timeout", "4")
+    started = time.monotonic()
+    code, _, err = job.finish(120)
+    assert code == 1 and "did not start within 4 s" in err, err
+    assert time.monotonic() - started < 40
