@@ -63,15 +63,22 @@ class Mirror:
             self.writer.file_writer.add_summary(summary)
 
     def rounds(self, series: dict[str, np.ndarray], upto: int) -> None:
-        """Every series' rounds from the last written up to ``upto`` (exclusive); NaN is skipped."""
+        """Every series' rounds from the last written up to ``upto`` (exclusive); NaN is skipped.
+        A round is one event holding every tag's value (not one event a tag: ~50 times cheaper)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        tags = [(name, values, scalar_tags(name, values)) for name, values in series.items()]
         for n in range(self.next_round, upto):
-            for name, values in series.items():
+            entries = []
+            for name, values, named in tags:
                 if n >= len(values):
                     continue
-                for tag, k in scalar_tags(name, values):
-                    value = values[n] if k is None else values[n, k]
+                row = values[n]
+                for tag, k in named:
+                    value = row if k is None else row[k]
                     if np.isfinite(value):
-                        self.writer.add_scalar(tag, float(value), n)
+                        entries.append(Summary.Value(tag=tag, simple_value=float(value)))
+            if entries:
+                self.writer.file_writer.add_summary(Summary(value=entries), n)
         self.next_round = max(self.next_round, upto)
 
     def evaluation(self, n: int, metrics: dict, images: np.ndarray | None = None, samples=None) -> None:

@@ -221,7 +221,7 @@ class RunRecorder:
             self.evals.append({"round": n, "train_seconds": self.train_seconds(), "seconds": seconds,
                                "images": pictures, "spread": ratios})
             self._save_grid(n, pictures)
-            self._mirror_call("evaluation", n, self.evals[-1], images=pictures)
+            self._mirror_evaluation(n, metrics_overlap_training, images=pictures)
             return None
         assignment = mixture_assignment(self.config.eval_samples, self.config.k, self.config.seed, n)
         samples = mix(eval_samples, assignment)
@@ -233,9 +233,16 @@ class RunRecorder:
                            "generator_table": report.generator_table, "samples": samples.numpy().astype(np.float32),
                            "generator": assignment.numpy().astype(np.int16)})
         last = self.evals[-1]
-        points = (last["samples"], last["generator"], self.dataset.centers.numpy())
-        self._mirror_call("evaluation", n, last, samples=points)
+        self._mirror_evaluation(n, metrics_overlap_training,
+                                samples=(last["samples"], last["generator"], self.dataset.centers.numpy()))
         return report
+
+    def _mirror_evaluation(self, n: int, overlaps_training: bool, **pictures) -> None:
+        """The evaluation into TensorBoard (its picture takes a while to draw): evaluation time too."""
+        start = time.perf_counter()
+        self._mirror_call("evaluation", n, self.evals[-1], **pictures)
+        if not overlaps_training:
+            self.eval_seconds += time.perf_counter() - start
 
     def _save_grid(self, n: int, pictures: np.ndarray) -> None:
         """grids/round-NNNNNNN.png: one row per generator, at every evaluation of an image run
