@@ -79,6 +79,8 @@ def _check_factories(config: TrainConfig) -> None:
 def _check_memory(config: TrainConfig, spec) -> None:
     """A slot buffer larger than this machine's memory is refused before anything is written (it
     would fail, or swap the machine to a halt, only after the run directory was made)."""
+    if config.device != "cpu" or config.devices:
+        return  # (the buffer lives on the GPU: its allocation says so itself)
     need = buffer_bytes(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k)
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

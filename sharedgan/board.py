@@ -33,7 +33,7 @@ def available() -> bool:
     try:
         import tensorboard  # noqa: F401
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError:
+    except Exception:  # noqa: BLE001 - not installed, or installed broken (a protobuf mismatch): no mirror
         return False
     return True
 

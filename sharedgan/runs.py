@@ -75,7 +75,8 @@ class Run:
                 manifest = checkpoint.read_manifest(found)
                 return found, manifest, [checkpoint.load_role(found, f"generator-{k}") for k in range(self.config.k)]
             except checkpoint.CheckpointError:
-                if found.exists():
+                newest = checkpoint.complete_checkpoints(self.run_dir)
+                if newest and newest[-1] == found:  # still the newest: damaged, not pruned
                     raise
         raise ConfigError(f"{self.run_dir}'s checkpoints vanish faster than they can be read; try again")
 

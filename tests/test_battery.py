@@ -212,7 +212,7 @@ def test_resume_of_a_missing_directory(tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--n", "0"], "0 is not in the range x>=1"),
+    (["--n", "0"], "0 is not in the range 1<=x<=10000000"),
     (["--out", "/nonexistent/dir/s.h5"], "cannot write /nonexistent/dir/s.h5"),
 ])
 def test_bad_sample(finished, args, says):
@@ -357,7 +357,8 @@ def _link_out(run, name, target):
 
 
 @pytest.mark.parametrize("name", ["logs", "checkpoints", "logs/runner.log",
-                                  "checkpoints/round-0000019/discriminator.pt", "run.h5", "grids"])
+                                  "checkpoints/round-0000019/discriminator.pt", "run.h5", "grids",
+                                  "tensorboard"])
 def test_a_symbolic_link_in_a_run_never_makes_sharedgan_write_outside_it(run_copy, tmp_path, name):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -370,6 +371,14 @@ def test_a_symbolic_link_in_a_run_never_makes_sharedgan_write_outside_it(run_cop
     one_line(cli("launch", "--out", str(run_copy), "--force", *RUN_ARGS), 2, "is a symbolic link")
     assert tree(outside) == before
     assert (run_copy / "config.json").exists()  # --force checked everything before deleting anything
+
+
+def test_the_write_probe_never_writes_through_a_link_planted_at_its_old_name(run_copy, tmp_path):
+    (tmp_path / "precious").write_text("mine")
+    (run_copy / ".write-test").symlink_to(tmp_path / "precious")  # the probe's fixed name before
+    res = cli("launch", "--out", str(run_copy), "--force", *RUN_ARGS)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "precious").read_text() == "mine"
 
 
 def test_a_checkpoint_copy_or_backup_beside_the_real_ones_is_passed_over(run_copy, tmp_path):
@@ -416,7 +425,7 @@ def test_compare_and_tensorboard_refuse_a_damaged_run_in_one_line(finished, tmp_
     one_line(cli_here(capsys, "compare", str(run)), 2, "must hold a JSON object")
 
 
-def test_a_long_tmpdir_does_not_break_a_parallel_launch(tmp_path):
+def test_a_long_tmpdir_does_not_break_a_parallel_launch(tmp_path, leak_check):
     deep = tmp_path / ("t" * 100)
     deep.mkdir()
     env_tmp = {"TMPDIR": str(deep)}
@@ -445,7 +454,7 @@ def test_reading_an_image_run_writes_nowhere_its_config_says(tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--batch-size", "1000000000"], "the slot buffer would take"),
+    (["--batch-size", "1000000000000"], "the slot buffer would take"),  # (petabytes: no machine has them)
     (["--beta0", "inf"], "--beta0 must be a finite number, got inf"),
     (["--ring-radius", "inf"], "--ring-radius must be a finite number"),
     (["--beta-tau", "nan"], "--beta-tau must be"),

@@ -115,7 +115,7 @@ def _write_png_folder(target: Path, r, samples, which, attrs: dict) -> None:
 
     from sharedgan.data.images import to_uint8
     images = to_uint8(samples)
-    parent = target.resolve().parent
+    parent = target.parent.resolve()  # (beside --out itself, even when --out is a link)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
     try:
         count = [0] * r.config.k

@@ -26,8 +26,12 @@ def tensorboard(run):
         data = read_run_file(run_dir / "run.h5")
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{run_dir} has no readable run.h5 ({str(exc).splitlines()[0]})") from None
+    from sharedgan.storage.rundir import RunLock
+    lock = RunLock(run_dir)  # a run still training mirrors itself: never rewrite its folder under it
     try:
         folder = board.write_run(run_dir, data)
     except OSError as exc:
         raise ConfigError(f"cannot write {run_dir / board.FOLDER}: {exc}") from None
+    finally:
+        lock.release()
     click.echo(f"wrote {folder}; view it with: tensorboard --logdir {run_dir}")

@@ -122,8 +122,7 @@ class RunRecorder:
             if self._bar is not None:
                 self._bar.update(1)
             if self._mirror is not None and now - self._mirrored_at > MIRROR_EVERY:
-                # a round's time breakdown may come just after its losses: mirror up to the one before
-                self._mirror_call("rounds", self.series, self.rounds_completed - 1)
+                self._mirror_call("rounds", self.series, self._settled())
                 self._mirrored_at = now
 
     def finish_training(self) -> None:
@@ -270,14 +269,21 @@ class RunRecorder:
         data = io.BytesIO()
         self._write(data, R)
         write_atomic(path, data.getbuffer())
-        # the mirror follows run.h5: every round it holds, flushed; closed with the run's end
-        self._mirror_call("rounds", self.series, R)
+        # the mirror follows run.h5, flushed: while training every round settled, at the end every one
+        self._mirror_call("rounds", self.series, self._settled() if self.status == "running" else R)
         self._mirror_call("flush" if self.status == "running" else "close")
         if self.status != "running":
             self._mirror = None
         return path
 
     # ---- the TensorBoard mirror ----------------------------------------------------------------
+    def _settled(self) -> int:
+        """The rounds before this one are whole: all their reports in (the async engine completes
+        rounds out of order), and the one before the newest, since a role reports where its round's
+        time went just after it reports the round (and after a checkpoint it writes)."""
+        waiting = min(self._reports, default=self.rounds_completed)
+        return max(0, min(waiting, self.rounds_completed - 1))
+
     def _open_mirror(self) -> None:
         """--tensorboard: mirror from the first round this process trains (a resumed run's new event
         file drops what an earlier part wrote from that round on, so no step shows twice)."""

@@ -22,6 +22,7 @@ class StopSignals:
     handlers are restored after."""
 
     def __init__(self):
+        self.on_stop = None  # called in the handler of the first signal (the runner's stop flag)
         self.signum: int | None = None
         self.hard = False
         self._first_at = 0.0
@@ -35,6 +36,8 @@ class StopSignals:
         now = time.monotonic()
         if self.signum is None:
             self.signum, self._first_at = signum, now
+            if self.on_stop is not None:
+                self.on_stop()
         elif signum == signal.SIGINT == self.signum and now - self._first_at > DELIBERATE:
             self.hard = True
 

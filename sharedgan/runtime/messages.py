@@ -9,9 +9,10 @@ Topology: every process binds one PULL inbox and keeps one PUSH socket per peer 
 (PUSH load-balances across connections, so one socket per peer keeps delivery addressed).
 Endpoints are ``ipc://`` socket files in the run's private 0700 folder (:func:`private_folder`),
 so no other local user can take, reach or see them; the folder is the fork server's, which
-removes it on its way out even when the runner is killed. Every wait polls with a timeout, and an
-ABORT (or a RESYNC) from the runner interrupts any wait. Sockets close
-with LINGER 0, except after a normal finish (see :meth:`Outbox.close`); a role's last act is the
+removes it on its way out even when the runner is killed (when the user's process already runs a
+fork server of its own, children are spawned instead, and a killed runner leaves the folder).
+Every wait polls with a timeout, and an ABORT (or a RESYNC) from the runner interrupts any wait.
+Sockets close with LINGER 0, except after a normal finish (see :meth:`Outbox.close`); a role's last act is the
 FINISHED → DISMISSED handshake with the runner, so no report of the final round is lost.
 """
 

@@ -39,16 +39,26 @@ import zmq
 from sharedgan.runtime.messages import private_folder
 
 PR_SET_PDEATHSIG = 1
-# the signals that stop a job: they are the runner's alone (children and the fork server ignore them)
+# the signals that stop a job: the runner's (the fork server holds them blocked; a child ignores
+# SIGINT, and takes SIGTERM or SIGHUP as meant for itself only if the runner is not stopping)
 JOB_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+OWN_GRACE = 2.0  # seconds a child waits to learn whether a SIGTERM/SIGHUP was the job's or its own
 
 
 RUN_ENV = "SHAREDGAN_RUN"  # marks every child of a run, so a leak check can find orphans
 
 
-def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], None]:
+def prepare_child(log_path: str, runner_pid: int, threads: int,
+                  stopping: Callable[[], bool] | None = None) -> Callable[[], None]:
     """First thing a child does. Returns a watchdog that exits if the runner (or the fork server
-    between them) has gone."""
+    between them) has gone, and that carries out a SIGTERM or SIGHUP meant for this child alone.
+
+    A SIGTERM that reaches the whole group (``timeout``, systemd, SLURM) is the runner's to act
+    on: it stops the run with a final checkpoint, which this child must help write. One sent to
+    this child alone must still end it. The child cannot tell them apart when they arrive, so it
+    notes the signal and waits up to :data:`OWN_GRACE` s for ``stopping()`` (the runner's stop
+    flag in shared memory, set within a poll slice of the runner's own signal): if the runner is
+    stopping, the signal was the job's; if not, the child dies of it, as its sender meant."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -65,8 +75,11 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
     runner = _pidfd(runner_pid)  # readable the moment the runner exits, however it dies
     if not _alive(runner_pid):  # it died before prctl took effect (or before the server saw it go)
         os._exit(3)
-    for sig in JOB_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pending: list[tuple[int, float]] = []
+    for sig in JOB_SIGNALS - {signal.SIGINT}:
+        signal.signal(sig, lambda signum, _frame: pending.append((signum, time.monotonic())))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS - {signal.SIGINT})  # (held back while it started)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)  # never through a link
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -86,6 +99,13 @@ def prepare_child(log_path: str, runner_pid: int, threads: int) -> Callable[[], 
         # stop at once, without waiting for the server to wind down and take us with it
         if os.getppid() != parent or (runner is not None and watch.poll(0)):
             os._exit(3)
+        if pending:
+            if stopping is not None and stopping():
+                pending.clear()  # the job's signal: the runner is stopping the run, we go on to its end
+            elif time.monotonic() - pending[0][1] > OWN_GRACE or stopping is None:
+                signum = pending[0][0]
+                signal.signal(signum, signal.SIG_DFL)  # this child's own: die of it, as the sender meant
+                os.kill(os.getpid(), signum)
 
     return watchdog
 
@@ -149,8 +169,6 @@ class ProcessGroup:
         self.folder = private_folder(SERVER_DIR_PREFIX)
         self.server_dir: str | None = None  # the folder, once a server of this run's uses it
         self._poller_key: tuple | None = None
-        if start_method == "forkserver":
-            self.context.set_forkserver_preload(PRELOAD)
 
     def _start_server(self) -> None:
         """Before the first child: a fork server of this run's own. multiprocessing puts its socket
@@ -163,6 +181,7 @@ class ProcessGroup:
             self.start_method, self.context = "spawn", mp.get_context("spawn")
             return
         self.server_dir = self.folder
+        self.context.set_forkserver_preload(PRELOAD)  # (ours only: a user's own server keeps its preload)
         config = mp_process.current_process()._config
         self._saved_tempdir = config.get("tempdir")
         config["tempdir"] = self.server_dir

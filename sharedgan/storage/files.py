@@ -7,6 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # (read once, at import: the process's umask, which os.umask can only read by setting)
+
 
 def write_file(path: Path, data) -> None:
     """Write and flush to the disk, so a full disk shows up here as an OSError, not later."""
@@ -26,7 +29,7 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, 0o666 & ~_UMASK)  # (mkstemp makes 0600; a file here is as open() would make it)
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
             f.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,9 +100,9 @@ def _prepare(run_dir: Path, force: bool, resume: bool) -> None:
     try:
         (run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (run_dir / "checkpoints").mkdir(exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=run_dir)  # (exclusive: never through a link)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise ConfigError(f"cannot write to --out {run_dir}: {exc.strerror}; choose a writable directory") from None
 

@@ -83,12 +83,14 @@ def _build(name: str, config: TrainConfig, device: torch.device,
 
 
 def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, endpoint_spec: tuple,
-              token: bytes, parent_pid: int, restore: str | None, epoch: int, regions: dict) -> None:
+              token: bytes, parent_pid: int, restore: str | None, epoch: int, regions: dict,
+              stop_flag: torch.Tensor | None = None) -> None:
     """Entry point of every child process. ``restore``: a checkpoint to load this role's state
     from (a replica loads its primary's); ``epoch``: the resync it joins (0 at the start of a run);
     ``regions``: the parameter regions of replicated D and C (engine async), by role."""
     config = TrainConfig.from_dict(json.loads(config_json))
-    watchdog = prepare_child(str(log_path(run_dir, name)), parent_pid, config.threads)
+    stopping = (lambda: bool(stop_flag[0])) if stop_flag is not None else None
+    watchdog = prepare_child(str(log_path(run_dir, name)), parent_pid, config.threads, stopping)
     log.info("%s started, pid %d%s", name, os.getpid(), f", restoring {restore}" if restore else "")
     context = zmq.Context()
     endpoints = Endpoints(*endpoint_spec)

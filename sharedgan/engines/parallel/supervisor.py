@@ -73,6 +73,10 @@ class Supervisor:
         self.buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
                                        devices.buffer_device(config))
         self.token = secrets.token_bytes(16)
+        # set once the runner is stopping the run (its own SIGINT/SIGTERM/SIGHUP): a child that got
+        # the same signal (sent to the whole group) then knows it was the job's, not its own
+        self.stop_flag = torch.zeros(1, dtype=torch.int8).share_memory_()
+        stop.on_stop = lambda: self.stop_flag.fill_(1)  # at once, in the signal's handler
         self.group: ProcessGroup | None = None  # (made in run(): its private folder must never outlive it)
         self.endpoints: Endpoints | None = None
         self.context = zmq.Context()
@@ -109,7 +113,7 @@ class Supervisor:
     # ---- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, restore: Path | None) -> None:
         args = (name, self.config.to_json(), str(self.run_dir), self.buf.handle(), self.endpoints.spec(), self.token,
-                os.getpid(), str(restore) if restore else None, self.epoch, self.regions)
+                os.getpid(), str(restore) if restore else None, self.epoch, self.regions, self.stop_flag)
         self.group.spawn(name, role_main, args, str(log_path(self.run_dir, name)))
         self.last_seen[name] = time.monotonic()
         write_atomic(self.run_dir / "processes.json",
@@ -313,6 +317,9 @@ class Supervisor:
                     next_check = now + 0.2
                     for name, code in group.reap():
                         if code != 0:
+                            # what it and the others said before it died comes first (a slow
+                            # evaluation here can leave a checkpoint's last report unread)
+                            self._handle_inbox()
                             self._lost(name, code)
                     if self.failure is not None:
                         break
@@ -325,6 +332,8 @@ class Supervisor:
                     self._fail(RoleFailed(missing, None, None,
                                           f"{missing} did not start within {cfg.startup_timeout:g} s"))
                     break
+                if self.stop.requested:
+                    self.stop_flag[0] = 1
                 if self.stop.requested and not self.begun:
                     log.info("stop requested during start-up; no round ran, nothing to checkpoint")
                     break
