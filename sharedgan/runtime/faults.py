@@ -44,9 +44,10 @@ def point(name: str, process: str, round_index: int) -> None:
         return
     who, where, when, sig = _parse(spec)
     if (who, where, when) == (process, name, round_index):
-        # a death by that signal, here: a child's own handling of SIGTERM/SIGHUP (see procgroup) is
-        # for signals from outside, whose meaning it has to find out first
-        if sig != signal.SIGKILL:  # (SIGKILL has no handling to undo)
+        # the runner gets the signal as from outside (SIGTERM: a stop request, handled); a child
+        # dies of it, here (its own handling of SIGTERM/SIGHUP, see procgroup, is for signals from
+        # outside, whose meaning it first has to learn)
+        if process != "runner" and sig != signal.SIGKILL:  # (SIGKILL has no handling to undo)
             signal.signal(sig, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
         os.kill(os.getpid(), sig)

@@ -359,6 +359,7 @@ class Supervisor:
         return self.last_round
 
     def _close(self) -> None:
+        self.stop.on_stop = None  # (it holds this supervisor, and with it the buffer, alive)
         try:
             self.group.shutdown(ABORT_GRACE, ask=lambda: [self.outbox.send(r, Kind.ABORT, required=False)
                                                           for r in self.group.running()])
