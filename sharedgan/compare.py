@@ -70,7 +70,7 @@ def find_runs(paths: list[str]) -> list[Path]:
 
 
 def load(path: Path) -> RunSummary:
-    config = TrainConfig.from_file(path / "config.json")  # checked as strictly as the command line
+    config = TrainConfig.from_file(path / "config.json").validate(reading=True)  # as strictly as a launch's
     try:
         data = read_run_file(path / "run.h5")
     except (OSError, ValueError, KeyError) as exc:

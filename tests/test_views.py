@@ -124,6 +124,11 @@ def test_sample_writes_formats_other_tools_read(two_d_run, tmp_path, capsys):
              "2-D run")
     assert not (tmp_path / "pics").exists()
     one_line(cli_here(capsys, "sample", str(two_d_run), "--out", str(tmp_path / "s.csv")), 2, "exists")
+    one_line(cli_here(capsys, "sample", str(two_d_run), "--out", str(tmp_path / "s.png")), 2, "pass --format png")
+    (tmp_path / "mine.png").write_text("mine")
+    one_line(cli_here(capsys, "sample", str(two_d_run), "--out", str(tmp_path / "t.npz"), "--png",
+                      str(tmp_path / "mine.png")), 2, "choose another --png")
+    assert (tmp_path / "mine.png").read_text() == "mine" and not (tmp_path / "t.npz").exists()
 
 
 def test_sample_png_writes_one_image_per_sample(tmp_path, capsys):

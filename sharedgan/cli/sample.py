@@ -43,8 +43,13 @@ def sample(run, trust_run, n, out, fmt, seed, force, png):
     x, y, generator. Nothing is written but --out (and --png).
     """
     from sharedgan.runs import load_run
+    if fmt is None and Path(out).suffix.lower() == ".png":
+        raise ConfigError(f"--out {out}: a .png is one picture; for a folder of images pass --format png, "
+                          "for a picture of the samples --png")
     fmt = fmt or SUFFIXES.get(Path(out).suffix.lower(), "h5")
     target = Path(out)
+    if png and Path(png).exists() and not force:
+        raise ConfigError(f"{png} exists; choose another --png or pass --force")
     if target.exists() or target.is_symlink():
         if not force:
             raise ConfigError(f"{out} exists; choose another --out or pass --force")
