@@ -138,6 +138,12 @@ class AsyncSupervisor(Supervisor):
         self.halted[msg.slot] = msg.round
         self._decide_final()
 
+    def _close(self) -> None:
+        try:
+            super()._close()
+        finally:
+            self._regions = {}  # the replicas' parameter regions go with the run (see Supervisor._close)
+
     def _serve(self, assignments) -> None:
         for server, jobs in assignments:
             for slot, round_index in jobs:  # values[0]: how many SERVE make up this step

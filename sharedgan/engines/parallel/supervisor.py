@@ -369,7 +369,10 @@ class Supervisor:
                     part.close()
             self.context.term()
             self.endpoints.cleanup()
-            del self.buf
+            # shared memory goes now, not at the next garbage collection (the handler table and the
+            # stop handler tie this object into cycles)
+            del self.buf, self.stop_flag
+            self._handlers, self.regions = {}, {}
 
 
 def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: int = 0,
