@@ -73,8 +73,12 @@ class Links:
             if dropped is not None:
                 self.send("runner", Kind.RESYNC_ACK, self.outbox.slot, dropped, (epoch,))
             try:
+                # the runner judges a slow start (its deadline counts from after the last spawn, so a
+                # role that was ready early must not give up first and be the one blamed); this wait
+                # is only the last resort of a runner that hangs (a dead one its watchdog sees)
+                timeout = 2 * self.config.startup_timeout + 10.0
                 msg = self.mailbox.wait(lambda m: m.matches(Kind.BEGIN, Role.RUNNER) and m.values[0] == epoch,
-                                        f"BEGIN of epoch {epoch}", self.config.startup_timeout)
+                                        f"BEGIN of epoch {epoch}", timeout)
             except Resync as exc:  # a peer died before this role even began: acknowledge, wait again
                 epoch, dropped = exc.epoch, self.first_round - 1 if dropped is None else dropped
                 continue
