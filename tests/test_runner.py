@@ -116,6 +116,7 @@ def test_two_sigterms_at_once_are_one_request(launch, leak_check):
     job = launch(*LONG)
     job.wait_for_log("training started")
     job.signal("runner", signal.SIGTERM)
+    job.wait_for_log("stop requested")  # the first is handled: the second is a second handler call
     job.signal_group(signal.SIGTERM)
     got, _, err = job.finish()
     assert got == 143, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -24,23 +25,10 @@ def compare(runs, out):
     paths = comparing.find_runs(list(runs))
     loaded = []
     with click.progressbar(paths, label=f"reading {len(paths)} runs", file=sys.stderr,
-                           show_pos=True) if len(paths) > 4 else _quiet(paths) as bar:
+                           show_pos=True) if len(paths) > 4 else nullcontext(paths) as bar:
         for path in bar:
             loaded.append(comparing.load(path))
     click.echo(comparing.table(loaded))
     if out:
         written = comparing.write(loaded, Path(out))
         click.echo("wrote " + " and ".join(str(p) for p in written))
-
-
-class _quiet:
-    """A stand-in for a progress bar over a few items."""
-
-    def __init__(self, items):
-        self.items = items
-
-    def __enter__(self):
-        return self.items
-
-    def __exit__(self, *exc):
-        return False
