@@ -22,8 +22,9 @@ from sharedgan.plots import draw_mixture, image_grid
 
 INSTALL_HINT = "pip install 'sharedgan[tensorboard]'"
 FOLDER = "tensorboard"
-MIXTURE_METRICS = ("modes_covered", "modes_covered_lenient", "high_quality", "kl_uniform")  # 2-D runs
-GENERATOR_METRICS = ("spread",)  # [E, K]: one tag per generator
+MIXTURE_METRICS = ("modes_covered", "modes_covered_lenient", "high_quality", "kl_uniform",  # 2-D runs
+                   "mixture_precision", "mixture_recall", "mixture_density", "mixture_coverage")  # images
+GENERATOR_METRICS = ("spread", "precision", "recall", "density", "coverage")  # [E, K]: one tag per generator
 
 
 def available() -> bool:

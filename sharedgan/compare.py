@@ -11,6 +11,7 @@ import numpy as np
 
 from sharedgan.config import TrainConfig
 from sharedgan.errors import ConfigError
+from sharedgan.eval.realness import unreal
 from sharedgan.eval.spread import COLLAPSED
 from sharedgan.storage.files import write_atomic
 from sharedgan.storage.runfile import read_run_file
@@ -48,7 +49,12 @@ class RunSummary:
         if spread is None or not len(spread):
             return {}
         last = spread[-1]
-        return {"collapsed": f"{int((last < COLLAPSED).sum())}/{len(last)}", "min spread": f"{np.nanmin(last):.2f}"}
+        cells = {"collapsed": f"{int((last < COLLAPSED).sum())}/{len(last)}", "min spread": f"{np.nanmin(last):.2f}"}
+        precision = d.get("eval/precision")
+        if precision is not None and len(precision) and np.isfinite(precision[-1]).any():
+            cells["unreal"] = f"{len(unreal(precision[-1]))}/{len(last)}"
+            cells["precision"] = f"{d['eval/mixture_precision'][-1]:.2f}"
+        return cells
 
 
 def find_runs(paths: list[str]) -> list[Path]:

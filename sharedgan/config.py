@@ -22,6 +22,7 @@ from pathlib import Path
 
 from sharedgan.data.mixtures import DATASETS
 from sharedgan.errors import ConfigError, UntrustedRun
+from sharedgan.math.augment import AUGMENTATIONS
 from sharedgan.math.beta_schedule import SCHEDULES, default_decay
 from sharedgan.math.losses import CLASSIFIERS
 from sharedgan.models.spec import canonical_factory
@@ -36,7 +37,13 @@ REPLICA_SYNCS = ("copy", "hogwild")  # how the replicas of D and C stay in step 
 LR_SCALINGS = ("sqrt", "none")  # the learning rate of an async D or C step on several slots
 
 
-GENERATOR_LOSSES = ("pgan", "ns", "minimax")  # see losses.generator_d_term
+GENERATOR_LOSSES = ("pgan", "ns", "minimax", "hinge")  # see losses.generator_d_term
+
+
+SPECTRAL_NORMS = ("off", "discriminator", "both")  # --spectral-norm: the built-in D's layers, or D's and C's
+
+
+REALNESS = ("auto", "off")  # --realness: PRDC per generator at every evaluation (eval.realness)
 
 
 OPTIMIZERS = ("adam", "sgd")
@@ -147,7 +154,8 @@ class TrainConfig:
     threshold: float = setting(0.99, "t: the generator's D term 1 − d(x) is truncated (no gradient) where D(x) > t.")
     generator_loss: str = setting(
         "pgan", "D's term of each generator's objective: pgan 1 − d(x) truncated at t (the paper's); ns −log D(x) "
-        "(non-saturating); minimax log(1 − D(x)).", choices=GENERATOR_LOSSES)
+        "(non-saturating); minimax log(1 − D(x)); hinge −d(x), untruncated, with D's hinge loss "
+        "E[max(0, 1 − d(real))] + E[max(0, 1 + d(fake))] (SNGAN).", choices=GENERATOR_LOSSES)
     classifier: str = setting(
         "ovr", "C's objective: ovr (PGAN: head k says 'from the others'); softmax (MGAN general JSD, eq. 2); "
         "one-vs-all (MGAN eq. 3, with the cross terms); pairwise (MGAN eq. 4, one head per pair of generators).",
@@ -159,6 +167,19 @@ class TrainConfig:
         0, "Minibatch discrimination in the built-in D: B kernels comparing each sample with the rest of its batch; "
         "0 = off.")
     minibatch_kernel_dim: int = setting(5, "C, the dimension of each minibatch-discrimination kernel.")
+    spectral_norm: str = setting(
+        "off", "Spectral normalisation (SNGAN) of the built-in D's layers, which then drop batch norm; both: C's "
+        "too (your models read ModelSpec.spectral_norm).", choices=SPECTRAL_NORMS)
+    r1: float = setting(
+        0.0, "R1 penalty γ (Mescheder et al.): D also descends γ/2 · E_data ‖∇ₓ d(x)‖², in every --r1-every-th round, "
+        "times that interval (lazy regularisation); 0 = off.")
+    r1_every: int = setting(16, "Rounds between R1 penalties (16 in StyleGAN2).")
+    augment: str = setting(
+        "off", "DiffAugment (Zhao et al.) of real and generated samples before D: off, or a comma list of "
+        "translation, cutout, color. C sees them un-augmented; a slot's gradient is still ∂/∂x of its own sample.")
+    ema: float = setting(
+        0.0, "Decay of an exponential moving average of each generator's weights, which evaluation and sample use "
+        "(e.g. 0.999; warmed up as min(decay, (1 + t)/(10 + t)) over t steps); 0 = off.")
     virtual_batch_norm: bool = setting(
         False, "Virtual batch norm in the built-in generators: statistics of a reference batch fixed at the start, "
         "plus the sample.")
@@ -223,6 +244,10 @@ class TrainConfig:
     eval_every: int = setting(500, "Evaluate on fresh samples every N rounds (and at the end).", resumable=True)
     eval_samples: int | None = setting(
         None, "Fresh samples per generator per evaluation [default: 2500 for 2-D data, 64 for images].")
+    realness: str = setting(
+        "auto", "Image runs on labelled data: precision, recall, density and coverage of every generator at every "
+        "evaluation, in the coverage classifier's features (trained once per data set and cached beside it); off.",
+        choices=REALNESS, resumable=True)
     checkpoint_every: int = setting(1000, "Checkpoint every N rounds (and at every stop).", resumable=True)
     keep_checkpoints: int = setting(3, "Complete checkpoints to keep.", resumable=True)
     tensorboard: str = setting(
@@ -362,6 +387,21 @@ class TrainConfig:
         need(isinstance(self.minibatch_features, int) and self.minibatch_features >= 0,
              f"--minibatch-features is B, the kernels of minibatch discrimination (0 = off), "
              f"got {self.minibatch_features!r}")
+        need(isinstance(self.r1, (int, float)) and self.r1 >= 0, f"--r1 is a weight γ ≥ 0 (0 = off), got {self.r1!r}")
+        need(isinstance(self.r1_every, int) and self.r1_every >= 1,
+             f"--r1-every must be an integer ≥ 1, got {self.r1_every!r}")
+        need(isinstance(self.ema, (int, float)) and 0 <= self.ema < 1,
+             f"--ema is a decay in [0, 1) (0 = off; 0.999 is usual), got {self.ema!r}")
+        need(not (self.ema and self.share_generator_body),
+             "--ema keeps an average of each generator's own weights; it does not work with --share-generator-body")
+        need(isinstance(self.augment, str) and (self.augment == "off" or all(
+             p in AUGMENTATIONS for p in self.augment.split(","))),
+             f"--augment is off or a comma list of {', '.join(AUGMENTATIONS)} (e.g. translation,cutout), "
+             f"got {self.augment!r}")
+        need(self.augment == "off" or self.images,
+             "--augment transforms images (shifts, cut-outs, colour); a 2-D run has none: drop it")
+        need(not (self.generator_loss == "hinge" and self.label_smoothing != 1.0),
+             "--generator-loss hinge brings D's hinge loss, which has no label smoothing; drop --label-smoothing")
         need(0.0 < self.threshold < 1.0,
              f"--threshold is a probability strictly between 0 and 1, got {self.threshold!r}")
         need(isinstance(self.beta0, (int, float)) and self.beta0 >= 0, f"--beta0 must be ≥ 0, got {self.beta0!r}")

@@ -10,6 +10,7 @@ import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sharedgan.eval.realness import UNREAL  # noqa: E402
 from sharedgan.eval.spread import COLLAPSED  # noqa: E402
 from sharedgan.storage.runfile import read_run_file  # noqa: E402
 
@@ -89,7 +90,10 @@ def plot_run(run_dir: Path) -> list[Path]:
         x = np.arange(1, R + 1)
         spread = data.get("eval/spread")
         spread = spread if spread is not None and len(spread) and np.isfinite(spread).any() else None
-        fig, axes = plt.subplots(1, 3 if spread is None else 4, figsize=(15 if spread is None else 20, 4))
+        precision = data.get("eval/precision")
+        precision = precision if precision is not None and len(precision) and np.isfinite(precision).any() else None
+        panels = 3 + (spread is not None) + (precision is not None)
+        fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
         axes[0].plot(x, data["loss/discriminator"], label="D: −J^D")
         if np.isfinite(data["loss/classifier"]).any():
             axes[0].plot(x, data["loss/classifier"], label="C: −J^C (per head)")
@@ -106,6 +110,8 @@ def plot_run(run_dir: Path) -> list[Path]:
             axes[3].set_ylim(bottom=0)
             axes[3].set_title("spread per generator (1: as varied as real images)")
             axes[3].legend(fontsize=8)
+        if precision is not None:
+            _plot_precision(axes[-1], data, precision)
         for ax in axes:
             ax.set_xlabel("round")
         axes[0].legend(fontsize=8)
@@ -114,6 +120,23 @@ def plot_run(run_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(run_dir / "curves.png")
     return written
+
+
+def _plot_precision(ax, data: dict, precision: np.ndarray) -> None:
+    """Each generator's precision (eval.realness), the mixture's, what real held-out images score,
+    and the line below which a generator counts as unreal."""
+    rounds = data["eval/round"] + 1
+    for g, color in enumerate(_colors(precision.shape[1])):
+        ax.plot(rounds, precision[:, g], "o-", color=color, lw=0.8, ms=3)
+    if "eval/mixture_precision" in data:
+        ax.plot(rounds, data["eval/mixture_precision"], "k-", lw=1.5, label="mixture")
+    real = data["attrs"].get("realness_real_precision")
+    if real is not None:
+        ax.axhline(float(real), color="g", ls=":", lw=1, label=f"real held-out images ({float(real):.2f})")
+    ax.axhline(UNREAL, color="k", ls="--", lw=0.8, label=f"unreal below {UNREAL:g}")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("precision per generator (share of samples among real images)")
+    ax.legend(fontsize=8)
 
 
 def _plot_images(run_dir: Path, data: dict) -> list[Path]:

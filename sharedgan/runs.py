@@ -11,12 +11,12 @@ import torch
 
 from sharedgan.config import TrainConfig, require_consent
 from sharedgan.errors import ConfigError
-from sharedgan.eval.coverage import MIN_ACCURACY, class_coverage, classifier_for
+from sharedgan.eval.coverage import MIN_ACCURACY, class_coverage, classifier_for, realness_judge
 from sharedgan.eval.modes import ModeReport, mode_report
 from sharedgan.eval.spread import generator_spread, reference_spread
 from sharedgan.math.seeding import stream
 from sharedgan.roles.build import dataset_of, make_model, model_spec
-from sharedgan.roles.generator import prior_noise
+from sharedgan.roles.generator import averaged_weights, prior_noise
 from sharedgan.storage import checkpoint
 
 log = logging.getLogger("sharedgan")
@@ -30,7 +30,9 @@ class Run:
     def dataset(self):
         return dataset_of(self.config, build=False)  # reading a run writes nothing where it says
 
-    def __init__(self, run_dir: Path, trust: bool = False):
+    def __init__(self, run_dir: Path, trust: bool = False, at_round: int | None = None):
+        """``at_round``: the checkpoint after that round (1-based, as the run's messages count),
+        instead of the newest."""
         self.run_dir = Path(run_dir)
         config_path = self.run_dir / "config.json"
         if not config_path.is_file():
@@ -40,7 +42,7 @@ class Run:
         # launch's, and a model factory of its own is imported only with consent
         require_consent(self.config, str(config_path), trust=trust)
         self.config.validate(reading=True)
-        self.checkpoint, manifest, states = self._newest()
+        self.checkpoint, manifest, states = self._newest() if at_round is None else self._at(at_round)
         self.round = manifest["round"]
         # the manifest says the sample shape (runs made before it did: the data set does), so that
         # sampling needs nothing but the run directory
@@ -54,12 +56,24 @@ class Run:
         for k in range(self.config.k):
             net = make_model(self.config, "generator", spec, k)
             try:
-                net.load_state_dict(states[k]["model"])
+                net.load_state_dict(averaged_weights(states[k]))  # --ema: the moving average
             except (RuntimeError, KeyError) as exc:
                 raise ConfigError(f"checkpoint {self.checkpoint} does not fit this run's generator "
                                   f"({str(exc).splitlines()[0]}); use the sharedgan and models that made it") from None
             net.eval()
             self.generators.append(net)
+
+    def _at(self, at_round: int) -> tuple[Path, dict, list[dict]]:
+        kept = checkpoint.complete_checkpoints(self.run_dir)
+        folder = next((f for f in kept if checkpoint.round_of(f) + 1 == at_round), None)
+        if folder is None:
+            rounds = ", ".join(str(checkpoint.round_of(f) + 1) for f in kept) or "none"
+            raise ConfigError(f"{self.run_dir} keeps no checkpoint of round {at_round}; it keeps rounds {rounds}")
+        try:
+            manifest = checkpoint.read_manifest(folder)
+            return folder, manifest, [checkpoint.load_role(folder, f"generator-{k}") for k in range(self.config.k)]
+        except checkpoint.CheckpointError as exc:
+            raise ConfigError(f"the checkpoint of round {at_round} cannot be read: {exc}") from None
 
     def _newest(self) -> tuple[Path, dict, list[dict]]:
         """The newest intact checkpoint, its manifest and every generator's state, read at once. A
@@ -113,6 +127,18 @@ class Run:
         samples, which = self.sample(n, seed)
         return class_coverage(classifier, samples, which, self.config.k, min_accuracy)
 
+    def realness(self, n: int = 2500, seed: int = 0, epochs: int = 10, min_accuracy: float = MIN_ACCURACY,
+                 on_step=None):
+        """Precision, recall, density and coverage of each generator and of the mixture among n
+        fresh samples (``eval.realness``), in the features of the classifier ``class_coverage``
+        uses, next to those of held-out real images."""
+        if not self.config.images:
+            raise ConfigError(f"{self.run_dir} is a 2-D run: realness is for image runs; use evaluate()")
+        classifier, _ = classifier_for(self.dataset.data, epochs, on_step=on_step)
+        judge = realness_judge(classifier, self.dataset.data, min_accuracy)
+        samples, which = self.sample(n, seed)
+        return judge.report(samples, which, self.config.k)
+
     def spread(self, n: int = 2500, seed: int = 0) -> np.ndarray:
         """Each generator's spread among n fresh samples drawn with ``seed`` ([K], see ``eval.spread``):
         near 0 for a generator that draws one picture whatever its noise. The real images it is
@@ -137,8 +163,9 @@ class Run:
                                  data.cache.parent / "fidelity", weights_path, device), len(real)
 
 
-def load_run(run_dir: str | Path, trust: bool = False) -> Run:
-    """The run in ``run_dir``; ``trust``: its config may name model factories sharedgan does not
-    ship (they are imported and called to build its generators)."""
-    return Run(Path(run_dir), trust)
+def load_run(run_dir: str | Path, trust: bool = False, at_round: int | None = None) -> Run:
+    """The run in ``run_dir`` at its newest checkpoint, or at that of ``at_round`` (1-based);
+    ``trust``: its config may name model factories sharedgan does not ship (they are imported and
+    called to build its generators)."""
+    return Run(Path(run_dir), trust, at_round)
 

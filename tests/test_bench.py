@@ -16,7 +16,16 @@ def test_time_to_quality_is_the_first_evaluation_on_target():
            "eval/modes_covered": np.array([6, 8, 8, 8]), "eval/high_quality": np.array([0.95, 0.85, 0.92, 0.97])}
     assert time_to_quality(run, 0.9) == 3.0  # round 2 covers all 8 but at 85%; round 3 is the first on target
     assert math.isnan(time_to_quality(run, 0.99))  # never reached
-    assert math.isnan(time_to_quality({"attrs": {}}, 0.9))  # image runs have no mode target
+    assert math.isnan(time_to_quality({"attrs": {}}, 0.9))  # an image run without realness: no target
+
+
+def test_the_image_target_wants_every_generator_varied_and_real():
+    run = {"attrs": {"realness_real_precision": 0.9}, "eval/train_seconds": np.array([1.0, 2.0, 3.0, 4.0]),
+           "eval/spread": np.array([[0.9, 0.1], [0.9, 0.8], [0.9, 0.8], [0.9, 0.8]]),  # 1st: one collapsed
+           "eval/precision": np.array([[0.9, 0.9], [0.9, 0.3], [0.9, 0.8], [0.9, 0.8]]),  # 2nd: one unreal
+           "eval/mixture_precision": np.array([0.9, 0.6, 0.80, 0.85])}
+    assert time_to_quality(run, 0.9) == 4.0  # 3rd: mixture 0.80 < 0.9 × 0.9; the 4th is on target
+    assert time_to_quality(run, 0.85) == 3.0
 
 
 def test_shares_and_speedups():

@@ -88,6 +88,19 @@ def test_eval_reports_class_coverage_of_an_image_run(tmp_path):
     assert [line.split()[0] for line in table] == ["0", "1", "all"]
     assert sum(int(v) for v in table[2].split()[1:]) == 60  # every sample labelled once
     assert list((tmp_path / "data" / "cache").glob("stripes.classifier-*.pt"))  # cached for the next eval
+    assert "realness (PRDC in the coverage classifier's features; k = 5" in out and "unreal" in out, out
+    rows = {line.split()[0] + line.split()[1]: line for line in out.splitlines() if line.startswith("gen ")}
+    assert set(rows) == {"gen0", "gen1"}
+    # during training too: every evaluation judged each generator and the mixture (classifier trained once)
+    data = read_run_file(run / "run.h5")
+    assert data["eval/precision"].shape == (2, 2) and np.isfinite(data["eval/precision"]).all()
+    assert data["eval/mixture_recall"].shape == (2,)
+    assert data["attrs"]["realness_samples"] == 24  # M: bound by the 24 held-out images
+    assert 0.5 < data["attrs"]["realness_real_precision"] <= 1.0
+    at = cli("eval", str(run), "--n", "60", "--classifier-epochs", "6", "--checkpoint", "4")
+    assert at.returncode == 0 and "round 4 of 8" in at.stdout, at.stdout + at.stderr
+    missing = cli("eval", str(run), "--checkpoint", "3")
+    assert missing.returncode == 2 and "keeps no checkpoint of round 3; it keeps rounds 4, 8" in missing.stderr
     res = cli("eval", str(run), "--n", "60", "--classifier-epochs", "6", "--inception",
               "--inception-weights", str(tmp_path / "nowhere.pth"))
     assert res.returncode == 0 and "Traceback" not in res.stderr
@@ -114,10 +127,13 @@ def test_mnist_and_own_h5_train(tmp_path):
 
 @pytest.mark.parametrize("options", [
     dict(generator="sdeconv", bank=3, classifier="pairwise", feature_matching="add", minibatch_features=4),
+    dict(spectral_norm="both", generator_loss="hinge", r1=1.0, r1_every=2, augment="translation,cutout,color",
+         ema=0.9, feature_matching="add"),
     pytest.param(dict(virtual_batch_norm=True, classifier="one-vs-all", shared_trunk=True), marks=pytest.mark.slow),
     pytest.param(dict(share_generator_body=True, classifier="softmax", feature_matching="replace"),
                  marks=pytest.mark.slow),
-], ids=["sdeconv+pairwise+feature-matching+minibatch", "virtual-batch-norm+one-vs-all+shared-trunk",
+], ids=["sdeconv+pairwise+feature-matching+minibatch", "spectral-norm+hinge+r1+augment+ema",
+        "virtual-batch-norm+one-vs-all+shared-trunk",
         "shared-body+softmax+feature-matching"])
 def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, options):
     cifar_folder(tmp_path / "data", n=16)
@@ -127,6 +143,48 @@ def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, optio
     a, b = (read_run_file(runs[e] / "run.h5") for e in ("sequential", "parallel"))
     for name in ("loss/generator", "loss/discriminator", "loss/classifier", "eval/images"):
         assert np.isfinite(a[name]).all() and np.array_equal(a[name], b[name]), name
+
+
+def test_spectral_norm_bounds_every_layer_of_d_and_drops_its_batch_norm():
+    spec = ModelSpec((1, 32, 32), noise_dim=100, num_generators=3, width=8, spectral_norm="discriminator")
+    d, c = discriminator(spec), classifier(spec)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in c.modules())  # C only with "both"
+    x = torch.randn(16, 1, 32, 32)
+    for _ in range(30):  # each training forward is one power iteration
+        d(x)
+    layers = [m for m in d.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) == 4  # three stride-2 convolutions and the 4 × 4 head
+    for layer in layers:
+        sigma = torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.02)
+    both = ModelSpec((1, 32, 32), noise_dim=100, num_generators=3, width=8, spectral_norm="both")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in classifier(both).modules())
+
+
+def test_ema_generators_resume_bit_for_bit_and_are_what_sample_draws(tmp_path):
+    from helpers.runs import assert_same_run, cut_back_to
+    from sharedgan import resume
+    from sharedgan.roles.generator import averaged_weights
+    from sharedgan.storage import checkpoint
+    cifar_folder(tmp_path / "data", n=16)
+    cfg = dict(dataset="cifar10", data_dir=str(tmp_path / "data"), engine="sequential", **SMOKE, ema=0.9,
+               augment="translation,color", r1=0.5, r1_every=3)
+    whole = train(TrainConfig(out=str(tmp_path / "whole"), **cfg)).run_dir
+    shutil.copytree(whole, tmp_path / "cut")
+    cut_back_to(tmp_path / "cut", 3)
+    assert resume(tmp_path / "cut").rounds_completed == 8
+    assert_same_run(whole, tmp_path / "cut", TrainConfig(**cfg).roles)
+    for k in range(2):
+        a, b = (checkpoint.load_role(checkpoint.latest(d), f"generator-{k}")["ema"] for d in (whole, tmp_path / "cut"))
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    state = checkpoint.load_role(checkpoint.latest(whole), "generator-0")
+    assert int(state["ema"]["n_averaged"]) == 8
+    averaged = averaged_weights(state)
+    assert set(averaged) == set(state["model"]) and any(
+        not torch.equal(averaged[key], state["model"][key]) for key in averaged)
+    run = load_run(whole)
+    assert all(torch.equal(run.generators[0].state_dict()[key], averaged[key]) for key in averaged)
 
 
 def test_an_image_run_written_before_spread_existed_resumes(tmp_path):

@@ -125,3 +125,34 @@ def test_historical_averaging_pulls_towards_the_mean_of_past_parameters():
                                           torch.optim.SGD(role.net.parameters(), lr=0.1))
     again.load_state_dict(state)  # the history travels with the checkpoint (bit-exact resume)
     assert again._history[0] == 3 and torch.equal(again._history[1][0], role._history[1][0])
+
+
+def test_hinge_losses_against_hand_computed_values():
+    d_real, d_fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-2.0, 0.0, 1.5])
+    # real: max(0, 1 − d) = 0, 0.5, 2 → mean 2.5/3; fake: max(0, 1 + d) = 0, 1, 2.5 → mean 3.5/3
+    assert losses.discriminator_loss(d_real, d_fake, kind="hinge").item() == pytest.approx(6.0 / 3)
+    # the generator's term is −E[d], untruncated: a fake beyond logit(0.99) still pulls
+    assert losses.generator_d_term(torch.tensor([1.0, 7.0]), 0.99, "hinge").item() == pytest.approx(-4.0)
+    x = torch.tensor([7.0], requires_grad=True)
+    losses.generator_d_term(x, 0.99, "hinge").backward()
+    assert x.grad.item() == -1.0  # pgan's truncation would give 0 here
+
+
+def test_r1_penalty_is_half_gamma_times_the_squared_input_gradient():
+    # d(x) = 3·x₁ − 4·x₂ on two samples: ∇ₓd = (3, −4) for each, ‖·‖² = 25
+    real = torch.tensor([[1.0, 2.0], [0.5, -1.0]], requires_grad=True)
+    d = real @ torch.tensor([3.0, -4.0])
+    assert losses.r1_penalty(d, real, gamma=0.2).item() == pytest.approx(0.5 * 0.2 * 25)
+    # a quadratic D: d(x) = x₁², ∇ = (2x₁, 0), ‖·‖² = 4x₁² → mean 4·(1 + 0.25)/2 = 2.5; it is in the graph
+    w = torch.tensor(1.0, requires_grad=True)
+    d = w * real[:, 0] ** 2
+    penalty = losses.r1_penalty(d, real, gamma=2.0)
+    assert penalty.item() == pytest.approx(2.5)
+    penalty.backward()
+    assert w.grad.item() == pytest.approx(2 * 2.5)  # penalty = w² · 2.5: D descends it
+
+
+def test_ema_decay_warms_up_then_holds():
+    assert losses.ema_decay(0.999, 0) == pytest.approx(0.1)
+    assert losses.ema_decay(0.999, 10) == pytest.approx(11 / 20)
+    assert losses.ema_decay(0.9, 10_000) == 0.9

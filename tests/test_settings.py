@@ -16,7 +16,8 @@ CHOICE_FIELDS = [f for f in FIELDS if f.metadata["choices"] is not None]
 RESUMABLE_BEFORE = ("engine", "threads", "eval_every", "checkpoint_every", "keep_checkpoints", "data_dir", "cache_dir",
                     "verify_md5", "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure",
                     "max_restarts", "out", "device", "devices", "deterministic", "d_replicas", "c_replicas",
-                    "replica_sync", "sync_every", "serve_batch", "serve_lr_scaling", "tensorboard")
+                    "replica_sync", "sync_every", "serve_batch", "serve_lr_scaling", "tensorboard",
+                    "realness")  # realness: added with it (evaluation only, so a resume may change it)
 FINGERPRINT_BEFORE = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "width", "generator_factory",
                       "discriminator_factory", "classifier_factory", "optimizer_generator", "optimizer_discriminator",
                       "optimizer_classifier")

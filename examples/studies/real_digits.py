@@ -17,13 +17,16 @@ uint8, ``labels`` [N]), and then does what a user does with any labelled data se
 2. ``sharedgan eval``'s class coverage on each: the coverage classifier is trained once on the
    digits' own labels and measured on the 10% kept aside; its accuracy is in the table;
 3. each generator's spread (``sharedgan.eval.spread``): coverage cannot see a generator that draws
-   one picture whatever its noise, spread can.
+   one picture whatever its noise, spread can;
+4. each generator's realness (``sharedgan.eval.realness``): precision, recall against real digits;
+   a generator that draws noise is unreal, which neither coverage nor spread sees.
 
 ``--variant`` trains the K-generator runs again with other settings (repeatable), e.g.
 ``--variant mbd:minibatch_features=32``; each variant gets its own row.
 
-Writes <out>/results.md (classes covered, confident share, KL(p̂ ‖ uniform), collapsed generators,
-classifier accuracy, training seconds, mean ± std over the seeds) and <out>/samples-k<K>[-variant].png,
+Writes <out>/results.md (classes covered, confident share, KL(p̂ ‖ uniform), collapsed and unreal
+generators, the mixture's precision and recall, classifier accuracy, training seconds, mean ± std
+over the seeds) and <out>/samples-k<K>[-variant].png,
 one row per generator.
 Finished runs are not trained again, so a cut-off study resumes.
 """
@@ -60,7 +63,13 @@ def parse_variant(text: str) -> tuple[str, dict]:
     name, _, settings = text.partition(":")
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(FIXED)
     options = {}
-    for item in filter(None, settings.split(",")):
+    items: list[str] = []
+    for part in filter(None, settings.split(",")):  # a part without '=' continues a list value: augment=a,b
+        if "=" not in part and items:
+            items[-1] += "," + part
+        else:
+            items.append(part)
+    for item in items:
         key, sep, value = (part.strip() for part in item.partition("="))
         if not sep or key not in fields:
             raise SystemExit(f"--variant {text!r}: {key!r} is not a setting; write KEY=VALUE with KEY a TrainConfig "
@@ -88,6 +97,9 @@ def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, opti
         if "spread" not in out:  # a result from before spread existed
             out["spread"] = load_run(run_dir).spread(n=2500, seed=seed).tolist()
             done.write_text(json.dumps(out))
+        if "precision" not in out:  # a result from before realness existed
+            out.update(_realness(load_run(run_dir), seed))
+            done.write_text(json.dumps(out))
         return out
     config = TrainConfig(dataset=str(data), data_dir=str(data.parent), k=k, seed=seed, rounds=rounds, width=width,
                          out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
@@ -95,9 +107,17 @@ def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, opti
     run = load_run(run_dir)
     report = run.class_coverage(n=2500, seed=seed)
     out = dict(k=k, seed=seed, train_seconds=result.train_seconds, **report.summary(), held_out=report.held_out,
-               generator_table=report.generator_table.tolist(), spread=run.spread(n=2500, seed=seed).tolist())
+               generator_table=report.generator_table.tolist(), spread=run.spread(n=2500, seed=seed).tolist(),
+               **_realness(run, seed))
     done.write_text(json.dumps(out))
     return out
+
+
+def _realness(run, seed: int) -> dict:
+    r = run.realness(n=2500, seed=seed)
+    return dict(precision=r.generators["precision"].tolist(), recall=r.generators["recall"].tolist(),
+                mixture_precision=r.mixture["precision"], mixture_recall=r.mixture["recall"],
+                real_precision=r.real["precision"], real_recall=r.real["recall"], realness_m=r.m)
 
 
 def _mean_std(values, fmt):
@@ -107,6 +127,7 @@ def _mean_std(values, fmt):
 
 
 def main():
+    from sharedgan.eval.realness import UNREAL, unreal
     from sharedgan.eval.spread import COLLAPSED, collapsed
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--k", type=int, default=4, help="generators of the mixture (a K = 1 run is the baseline)")
@@ -137,7 +158,8 @@ def main():
             r = train_and_judge(data, k, seed, args.rounds, args.width, options, runs / f"k{k}{tag}-seed{seed}")
             print(f"{name} K={k} seed {seed}: {r['classes_covered']}/{r['num_classes']} classes, "
                   f"{r['confident']:.1%} confident, KL {r['kl_uniform']:.3f}, {len(collapsed(r['spread']))} collapsed, "
-                  f"{r['train_seconds']:.0f} s", flush=True)
+                  f"{len(unreal(r['precision']))} unreal, precision {r['mixture_precision']:.2f} recall "
+                  f"{r['mixture_recall']:.2f}, {r['train_seconds']:.0f} s", flush=True)
             rows.setdefault((name, k), []).append(r)
     out.mkdir(parents=True, exist_ok=True)
     for name, k, _ in plan:  # the first seed's final grid, one row per generator
@@ -154,10 +176,13 @@ def main():
         f"samples per run. The coverage classifier is right on {first['classifier_accuracy']:.1%} of "
         f"{first['held_out']} held-out real digits. A generator is *collapsed* when its spread (mean distance "
         f"between its samples at 8 × 8, over that of real digits) is below {COLLAPSED:g}: the same picture "
-        f"whatever its noise.",
+        f"whatever its noise; *unreal* when its precision (the share of its samples among real digits, in the "
+        f"classifier's features, k = 5, {first['realness_m']} samples) is below {UNREAL:g}. Real held-out digits "
+        f"score precision {first['real_precision']:.2f} and recall {first['real_recall']:.2f} at that size.",
         "",
-        "| setting | generators | classes covered | confident | KL(p̂ ‖ uniform) | collapsed generators | train s |",
-        "|---|---|---|---|---|---|---|",
+        "| setting | generators | classes covered | confident | KL(p̂ ‖ uniform) | collapsed generators "
+        "| unreal generators | mixture precision | mixture recall | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, k, options in plan:
         rs = rows[(name, k)]
@@ -166,6 +191,9 @@ def main():
                      f"/ {rs[0]['num_classes']} | {_mean_std([100 * r['confident'] for r in rs], '.1f')}% "
                      f"| {_mean_std([r['kl_uniform'] for r in rs], '.3f')} "
                      f"| {' + '.join(str(len(collapsed(r['spread']))) for r in rs)} of {k} "
+                     f"| {' + '.join(str(len(unreal(r['precision']))) for r in rs)} of {k} "
+                     f"| {_mean_std([r['mixture_precision'] for r in rs], '.2f')} "
+                     f"| {_mean_std([r['mixture_recall'] for r in rs], '.2f')} "
                      f"| {_mean_std([r['train_seconds'] for r in rs], '.0f')} |")
     for name, k, _ in plan:
         if k == 1:
@@ -173,9 +201,9 @@ def main():
         r = rows[(name, k)][0]
         lines += ["",
                   f"{name}, K = {k}, seed {seeds[0]}: generator × predicted class, and each generator's spread:", "",
-                  "| gen | " + " | ".join(str(c) for c in range(r["num_classes"])) + " | spread |",
-                  "|---" * (r["num_classes"] + 2) + "|"]
-        lines += [f"| {g} | " + " | ".join(str(v) for v in row) + f" | {r['spread'][g]:.2f} |"
+                  "| gen | " + " | ".join(str(c) for c in range(r["num_classes"])) + " | spread | precision |",
+                  "|---" * (r["num_classes"] + 3) + "|"]
+        lines += [f"| {g} | " + " | ".join(str(v) for v in row) + f" | {r['spread'][g]:.2f} | {r['precision'][g]:.2f} |"
                   for g, row in enumerate(r["generator_table"])]
     pictures = [f"![{name}, K = {k}](samples-k{k}{'' if name == 'defaults' else '-' + name}.png)"
                 for name, k, _ in plan]

@@ -23,7 +23,9 @@ from sharedgan.errors import ConfigError
 @click.option("--eval-every", type=click.IntRange(min=1), default=25, show_default=True,
               help="Evaluation cadence: the resolution of time to quality.")
 @click.option("--quality", type=click.FloatRange(0, 1), default=0.9, show_default=True,
-              help="Time-to-quality target: every mode covered with at least this high-quality share.")
+              help="Time-to-quality target. 2-D: every mode covered with at least this high-quality share. Images: no "
+                   "generator collapsed or unreal, and the mixture's precision at least this share of real "
+                   "held-out images'.")
 @click.option("--in-process-threads", type=click.IntRange(min=1),
               help="Torch threads of the in-process engines (sequential, batched) [default: every core]. Small models "
                    "often run faster on 1: give the baseline its best.")

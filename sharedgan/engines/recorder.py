@@ -22,6 +22,8 @@ from sharedgan import board
 from sharedgan.config import TrainConfig
 from sharedgan.data.mixtures import GaussianMixture
 from sharedgan.eval.modes import ModeReport, mix, mixture_assignment, mode_report
+from sharedgan.eval.realness import METRICS as REALNESS_METRICS
+from sharedgan.eval.realness import unreal
 from sharedgan.eval.spread import collapsed, generator_spread, reference_spread
 from sharedgan.storage.files import write_atomic
 from sharedgan.storage.runfile import TIME_PARTS, decode_text, write_run_file
@@ -61,6 +63,8 @@ class RunRecorder:
         self.startup_seconds = float("nan")
         self.eval_seconds = 0.0
         self._reference_spread = None  # image runs: the real images' spread, computed at the first evaluation
+        self._judge = None  # image runs: eval.realness's judge, built at the first evaluation (False: none)
+        self.realness_info: dict = {}  # k, M, reference count and the held-out baseline, for run.h5
         self.status, self.error = "running", ""
         self._bar = None
         self._mirror = None  # the TensorBoard mirror (sharedgan.board), from the first round trained
@@ -146,6 +150,7 @@ class RunRecorder:
         evaluations and events up to that round (``previous`` is its run.h5, or None if unreadable)."""
         keep = round_index + 1
         if previous is not None:
+            self.realness_info = {k: v for k, v in previous.get("attrs", {}).items() if k.startswith("realness_")}
             self._room(keep - 1)
             for name, values in self.series.items():
                 old = previous.get(name)
@@ -153,15 +158,18 @@ class RunRecorder:
                     n = min(keep, len(old))
                     values[:n] = old[:n]
             ev = previous
-            keys = ("images", "spread") if self.config.images else (
+            keys = ("images", "spread", *REALNESS_METRICS, *(f"mixture_{m}" for m in REALNESS_METRICS)) \
+                if self.config.images else (
                 "high_quality", "kl_uniform", "modes_covered", "modes_covered_lenient", "mode_histogram",
                 "generator_table", "samples", "generator")
             for i, r in enumerate(ev.get("eval/round", [])):
                 if r <= round_index:
                     e = {key: ev[f"eval/{key}"][i] for key in ("round", "train_seconds", "seconds") + keys
-                         if key != "spread" or "eval/spread" in ev}
-                    if self.config.images:  # a file from before eval/spread existed
-                        e.setdefault("spread", np.full(self.config.k, np.nan))
+                         if f"eval/{key}" in ev}
+                    if self.config.images:  # a file from before eval/spread or realness existed
+                        for key in keys[1:]:
+                            missing = float("nan") if key.startswith("mixture_") else np.full(self.config.k, np.nan)
+                            e.setdefault(key, missing)
                     e["round"] = int(e["round"])
                     if "modes_covered" in e:
                         e["modes_covered"] = int(e["modes_covered"])
@@ -190,6 +198,8 @@ class RunRecorder:
         if self.evals and self.config.images:
             gone = len(collapsed(self.evals[-1]["spread"]))
             text += f"  collapsed {gone}/{self.config.k}" if gone else ""
+            fake = len(unreal(self.evals[-1].get("precision", ())))
+            text += f"  unreal {fake}/{self.config.k}" if fake else ""
         elif self.evals:
             e = self.evals[-1]
             text += f"  modes {e['modes_covered']}/{len(self.dataset.centers)} hq {e['high_quality']:.0%}"
@@ -213,12 +223,13 @@ class RunRecorder:
             K, N = eval_samples.shape[:2]
             if self._reference_spread is None:
                 self._reference_spread = reference_spread(self.dataset.data.images, self.config.seed)
-            ratios = generator_spread(eval_samples.flatten(0, 1), torch.arange(K).repeat_interleave(N), K,
-                                      self._reference_spread)
+            ids = torch.arange(K).repeat_interleave(N)
+            ratios = generator_spread(eval_samples.flatten(0, 1), ids, K, self._reference_spread)
+            realness = self._realness(eval_samples.flatten(0, 1), ids)
             seconds = generation_seconds + time.perf_counter() - t0
             self.eval_seconds += generation_seconds if metrics_overlap_training else seconds
             self.evals.append({"round": n, "train_seconds": self.train_seconds(), "seconds": seconds,
-                               "images": pictures, "spread": ratios})
+                               "images": pictures, "spread": ratios, **realness})
             self._save_grid(n, pictures)
             self._mirror_evaluation(n, metrics_overlap_training, images=pictures)
             return None
@@ -235,6 +246,28 @@ class RunRecorder:
         self._mirror_evaluation(n, metrics_overlap_training,
                                 samples=(last["samples"], last["generator"], self.dataset.centers.numpy()))
         return report
+
+    def _realness(self, samples: torch.Tensor, ids: torch.Tensor) -> dict:
+        """--realness auto: PRDC per generator and of the mixture (``eval.realness``); NaN where the
+        data set has no labels or its classifier is too weak to judge (said once, in the log)."""
+        K = self.config.k
+        if self._judge is None:
+            self._judge = False
+            if self.config.realness != "off":
+                from sharedgan.eval.coverage import CoverageRefused, classifier_for, realness_judge
+                try:
+                    classifier, _ = classifier_for(self.dataset.data)
+                    self._judge = realness_judge(classifier, self.dataset.data)
+                except CoverageRefused as exc:
+                    log.info("realness is not measured: %s", exc)
+        if not self._judge:
+            return {**{m: np.full(K, np.nan) for m in REALNESS_METRICS},
+                    **{f"mixture_{m}": float("nan") for m in REALNESS_METRICS}}
+        report = self._judge.report(samples, ids, K)
+        self.realness_info = {"realness_k": report.k, "realness_samples": report.m,
+                              "realness_reference": report.reference,
+                              **{f"realness_real_{m}": v for m, v in report.real.items()}}
+        return report.series()
 
     def _mirror_evaluation(self, n: int, overlaps_training: bool, **pictures) -> None:
         """The evaluation into TensorBoard (its picture takes a while to draw): evaluation time too."""
@@ -339,7 +372,12 @@ class RunRecorder:
                                else np.zeros((0, *shape), np.uint8))
         spreads = np.stack([e["spread"] for e in self.evals]) if self.evals else np.zeros((0, self.config.k))
         data["eval/spread"] = spreads.astype(np.float64)
-        attrs.update({"data_name": self.dataset.data.name, "data_cache": str(self.dataset.data.cache)})
+        for m in REALNESS_METRICS:
+            data[f"eval/{m}"] = (np.stack([e[m] for e in self.evals]) if self.evals
+                                 else np.zeros((0, self.config.k))).astype(np.float64)
+            data[f"eval/mixture_{m}"] = np.array([e[f"mixture_{m}"] for e in self.evals], dtype=np.float64)
+        attrs.update({"data_name": self.dataset.data.name, "data_cache": str(self.dataset.data.cache),
+                      **self.realness_info})
 
     def _mode_data(self, data: dict) -> None:
         ev = self.evals

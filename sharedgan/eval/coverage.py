@@ -66,8 +66,12 @@ class ClassNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)
 
+    def embed(self, x):
+        """The last hidden layer [N, 4·width]: the feature space of ``eval.realness``."""
+        return self.features(x).mean(dim=(2, 3))
+
     def forward(self, x):
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        return self.head(self.embed(x))
 
 
 @dataclass
@@ -77,6 +81,7 @@ class TrainedClassifier:
     held_out: int  # how many
     classes: list[str]
     epochs: int
+    seed: int = 0  # of the split between training and held-out images
 
 
 def _splits(data: ImageData, seed: int):
@@ -133,7 +138,7 @@ def train_classifier(data: ImageData, epochs: int = 10, seed: int = 0,
     net.eval()
     predicted = predict(net, test_x[test_idx]).argmax(dim=1).numpy()
     accuracy = float((predicted == test_y[test_idx]).mean())
-    return TrainedClassifier(net, accuracy, len(test_idx), list(data.classes), epochs)
+    return TrainedClassifier(net, accuracy, len(test_idx), list(data.classes), epochs, seed)
 
 
 @torch.no_grad()
@@ -164,7 +169,8 @@ def classifier_for(data: ImageData, epochs: int = 10, seed: int = 0,
         if saved.get("format") == FORMAT and saved.get("source_id") == data.source_id:
             net = ClassNet(data.shape[2], len(saved["classes"]))
             net.load_state_dict(saved["model"])
-            return TrainedClassifier(net, saved["accuracy"], saved["held_out"], saved["classes"], epochs), False
+            return (TrainedClassifier(net, saved["accuracy"], saved["held_out"], saved["classes"], epochs, seed),
+                    False)
     except (OSError, RuntimeError, KeyError, ValueError, AttributeError, EOFError, pickle.UnpicklingError):
         pass  # missing, damaged or stale: train a new one
     trained = train_classifier(data, epochs, seed, on_step)
@@ -196,14 +202,41 @@ class CoverageReport:
                 "confident": self.confident, "kl_uniform": self.kl_uniform, "classifier_accuracy": self.accuracy}
 
 
+def _check_accuracy(classifier: TrainedClassifier, min_accuracy: float, what: str) -> None:
+    if classifier.accuracy < min_accuracy:
+        raise CoverageRefused(
+            f"{what} not reported: the classifier is right on {classifier.accuracy:.1%} of "
+            f"{classifier.held_out} held-out real images, below the {min_accuracy:.0%} needed; "
+            f"train it longer (--classifier-epochs, now {classifier.epochs})")
+
+
+def realness_judge(classifier: TrainedClassifier, data: ImageData, min_accuracy: float = MIN_ACCURACY):
+    """``eval.realness``'s judge in this classifier's features: the balls around its training
+    images, the baseline from the real images it was measured on (never trained on)."""
+    from sharedgan.eval.realness import RealnessJudge
+    _check_accuracy(classifier, min_accuracy, "realness")
+    (train_x, _, train_idx), (test_x, _, test_idx) = _splits(data, classifier.seed)
+    classifier.net.eval()
+    return RealnessJudge(classifier.net.embed, _Rows(train_x, train_idx), test_x[test_idx], classifier.seed)
+
+
+class _Rows:
+    """Rows ``index`` of a mapped image array, indexable like one (read in file order)."""
+
+    def __init__(self, images, index: np.ndarray):
+        self.images, self.index = images, index
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, rows):
+        return self.images[np.sort(self.index[rows])]
+
+
 def class_coverage(classifier: TrainedClassifier, samples: torch.Tensor, generator_ids: torch.Tensor,
                    num_generators: int, min_accuracy: float = MIN_ACCURACY) -> CoverageReport:
     """Coverage of ``samples`` (float [N, C, H, W] in [−1, 1]) made by ``generator_ids`` [N]."""
-    if classifier.accuracy < min_accuracy:
-        raise CoverageRefused(
-            f"class coverage not reported: the classifier is right on {classifier.accuracy:.1%} of "
-            f"{classifier.held_out} held-out real images, below the {min_accuracy:.0%} needed; "
-            f"train it longer (--classifier-epochs, now {classifier.epochs})")
+    _check_accuracy(classifier, min_accuracy, "class coverage")
     probs = predict(classifier.net, samples)
     top, label = probs.max(dim=1)
     num_classes = len(classifier.classes)

@@ -34,13 +34,19 @@ def threshold_logit(threshold: float) -> float:
     return math.log(threshold / (1.0 - threshold))
 
 
-def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, real_target: float = 1.0,
+                       kind: str = "bce") -> torch.Tensor:
     """−J^D = −E_data[log D(x)] − E_fake[log(1 − D(x))], computed stably as softplus terms.
+
+    ``kind="hinge"`` (``--generator-loss hinge``; Lim & Ye 2017, SNGAN): E_data[max(0, 1 − d(x))]
+    + E_fake[max(0, 1 + d(x))], the margin loss whose generator counterpart is −E[d(x)].
 
     −log σ(d) = softplus(−d) and −log(1 − σ(d)) = softplus(d). With one-sided label smoothing
     (Improved GAN §3.4) the real target is α = ``real_target`` < 1: the real term becomes the
     cross-entropy −α log D(x) − (1 − α) log(1 − D(x)); fake targets stay 0.
     """
+    if kind == "hinge":
+        return F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
     if real_target == 1.0:
         real = F.softplus(-d_real)
     else:
@@ -56,8 +62,14 @@ def generator_d_term(d_fake: torch.Tensor, threshold: float, kind: str = "pgan")
       nothing to the gradient (the paper's "truncate J^G if D > t": without it 1 − d is
       unbounded below and its gradient explodes);
     * ``ns``: the non-saturating −E[log D(x)] = E[softplus(−d)];
-    * ``minimax``: the original E[log(1 − D(x))] = −E[softplus(d)] (saturates when D wins).
+    * ``minimax``: the original E[log(1 − D(x))] = −E[softplus(d)] (saturates when D wins);
+    * ``hinge``: −E[d(x)], with D's hinge loss. PGAN's term is 1 − d, the same gradient; the
+      truncation at logit(t) is left out: under the hinge loss D stops pushing a fake's logit once
+      it is below −1, so d(x) stays near the margin and, unlike 1 − d against a cross-entropy D,
+      its gradient does not explode (SNGAN and BigGAN use it so).
     """
+    if kind == "hinge":
+        return -d_fake.mean()
     if kind == "ns":
         return F.softplus(-d_fake).mean()
     if kind == "minimax":
@@ -166,6 +178,22 @@ def feature_matching(real_mean: torch.Tensor, fake_features: torch.Tensor) -> to
     """‖E_data f(x) − E_G f(x)‖²₂ (Improved GAN §3.1): ``real_mean`` [A] the mean of D's features
     f over a real batch (a constant), ``fake_features`` [m, A] f over the generator's batch."""
     return (real_mean - fake_features.mean(0)).pow(2).sum()
+
+
+def r1_penalty(d_real: torch.Tensor, real: torch.Tensor, gamma: float) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): γ/2 · E_data ‖∇ₓ d(x)‖², ``real`` the batch that gave the logits
+    ``d_real`` (it must require grad). The gradient of Σ d over the batch: each sample's own when
+    the samples do not interact (D with batch norm couples them; spectral norm drops it). Kept in
+    the graph, so that D descends it."""
+    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    return 0.5 * gamma * grad.pow(2).flatten(1).sum(1).mean()
+
+
+def ema_decay(decay: float, steps: int) -> float:
+    """The decay of the weights' moving average after ``steps`` earlier updates: min(decay,
+    (1 + t)/(10 + t)), so that early on the average is not held by the initial weights (the
+    warm-up of TensorFlow's ExponentialMovingAverage)."""
+    return min(decay, (1.0 + steps) / (10.0 + steps))
 
 
 def input_gradient(term: torch.Tensor, x: torch.Tensor, retain_graph: bool = False) -> torch.Tensor:

@@ -11,8 +11,9 @@ scales every layer, so a CPU smoke run can use w = 8.
 Options a spec carries: ``--virtual-batch-norm`` (the generator's batch norm becomes virtual batch
 norm), ``--generator sdeconv`` (the first deep layers pick their filters per sample from a bank,
 weight norm and PReLU(0.2) instead of batch norm and ReLU, as the stochastic-deconvolution paper),
-``--minibatch-features`` (minibatch discrimination on D's trunk). D's trunk output is the f(x) of
-feature matching.
+``--minibatch-features`` (minibatch discrimination on D's trunk), ``--spectral-norm`` (spectral
+normalisation of every layer of D, or of D and C, which then have no batch norm: SNGAN's D).
+D's trunk output is the f(x) of feature matching.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sharedgan.models.layers import (
     StochasticConvTranspose2d,
     VirtualBatchNorm,
     route,
+    spectral_normalised,
     with_reference_batch,
 )
 from sharedgan.models.spec import ModelSpec, rename_legacy_keys
@@ -101,13 +103,14 @@ class Generator(nn.Module):
         return h
 
 
-def trunk(spec: ModelSpec) -> tuple[nn.Sequential, int]:
+def trunk(spec: ModelSpec, batch_norm: bool = True) -> tuple[nn.Sequential, int]:
     """D's convolutional trunk: image → [m, 2^(s−1)·w, 4, 4]; returns it and its channel count."""
     s, w = _stages(spec), spec.width
     layers = [nn.Conv2d(spec.sample_shape[0], w, 4, 2, 1), nn.LeakyReLU(0.2, True)]
     for i in range(s - 1):
         c_in, c_out = w * 2 ** i, w * 2 ** (i + 1)
-        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+        norm = [nn.BatchNorm2d(c_out)] if batch_norm else []
+        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not batch_norm), *norm, nn.LeakyReLU(0.2, True)]
     return nn.Sequential(*layers), w * 2 ** (s - 1)
 
 
@@ -119,13 +122,16 @@ class Critic(nn.Module):
         """``minibatch``: this is D (logits [m]; minibatch discrimination if the spec asks);
         otherwise C with ``outputs`` logits [m, H]."""
         super().__init__()
-        self.trunk, channels = trunk(spec)
+        spectral = spec.spectral(discriminator=minibatch)
+        self.trunk, channels = trunk(spec, batch_norm=not spectral)
         self.minibatch = (MinibatchDiscrimination(channels * 16, spec.minibatch_features, spec.minibatch_kernel_dim,
                                                   spec.batch_size) if minibatch and spec.minibatch_features else None)
         self.head = nn.Conv2d(channels, outputs, 4, 1, 0)
         self.extra = nn.Linear(spec.minibatch_features, outputs, bias=False) if self.minibatch is not None else None
         self.is_discriminator = minibatch
         self.apply(init_dcgan)
+        if spectral:
+            spectral_normalised(self)
 
     def features(self, x):
         return self.trunk(x).flatten(1)

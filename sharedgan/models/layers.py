@@ -3,6 +3,8 @@
 * :class:`MinibatchDiscrimination` (Improved GAN §3.2, ``--minibatch-features B``);
 * :class:`VirtualBatchNorm` (Improved GAN §3.4, ``--virtual-batch-norm``), driven by
   :class:`ReferenceBatch`, which runs a fixed reference batch through the model with every batch;
+* :func:`spectral_normalised` (Miyato et al. 2018, ``--spectral-norm``): every weight divided by
+  its largest singular value, estimated by one power iteration per forward pass in training;
 * :class:`StochasticLinear` and :class:`StochasticConvTranspose2d` (the stochastic-deconvolution
   paper, ``--generator sdeconv``): every sample takes its own filters from a bank, and
   :func:`route` picks them from the sample's own noise.
@@ -150,6 +152,16 @@ class StochasticConvTranspose2d(_Bank):
         outs = torch.stack([F.conv_transpose2d(x, w[b], self.b[b], self.stride, self.padding)
                             for b in range(self.bank)], 1)
         return outs[torch.arange(x.shape[0], device=x.device), r]
+
+
+def spectral_normalised(module: nn.Module) -> nn.Module:
+    """``module`` with torch's spectral-norm parametrisation on every convolution and linear layer
+    (W / σ(W), σ by power iteration, its vectors buffers saved with the model). Call it after the
+    weights are initialised: the parametrisation keeps the initial W as its ``original``."""
+    for layer in list(module.modules()):
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.utils.parametrizations.spectral_norm(layer)
+    return module
 
 
 def with_reference_batch(body: nn.Module, spec: ModelSpec) -> nn.Module:

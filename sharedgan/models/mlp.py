@@ -28,6 +28,7 @@ from sharedgan.models.layers import (
     StochasticLinear,
     VirtualBatchNorm,
     route,
+    spectral_normalised,
     with_reference_batch,
 )
 from sharedgan.models.spec import ModelSpec, rename_legacy_keys
@@ -129,6 +130,8 @@ class MLPCritic(nn.Module):
                           if minibatch and spec.minibatch_features else None)
         self.head = nn.Linear(h + (spec.minibatch_features if self.minibatch else 0), outputs)
         self.is_discriminator = minibatch
+        if spec.spectral(discriminator=minibatch):
+            spectral_normalised(self)
 
     def features(self, x):
         return self.trunk(x)

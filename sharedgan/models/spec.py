@@ -28,6 +28,11 @@ class ModelSpec:
     noise_prior: str = "normal"  # the prior the reference noise is drawn from
     bank: int = 8  # the stochastic generator's filters per bank
     stochastic_layers: int = 2  # the stochastic generator's deep layers that pick from a bank
+    spectral_norm: str = "off"  # off | discriminator | both (D and C): spectral normalisation of their layers
+
+    def spectral(self, discriminator: bool) -> bool:
+        """Are this critic's layers (D's if ``discriminator``, else C's) spectrally normalised?"""
+        return self.spectral_norm == "both" or (discriminator and self.spectral_norm == "discriminator")
 
     @property
     def heads(self) -> int:

@@ -6,7 +6,8 @@ import torch
 
 from sharedgan.config import TrainConfig
 from sharedgan.data.mixtures import GaussianMixture
-from sharedgan.math.losses import discriminator_loss, feature_matching, generator_d_term, input_gradient
+from sharedgan.math.augment import diff_augment, policy
+from sharedgan.math.losses import discriminator_loss, feature_matching, generator_d_term, input_gradient, r1_penalty
 from sharedgan.math.seeding import stream
 from sharedgan.models.spec import ModelSpec
 from sharedgan.roles.base import CPU, RoleState, check_finite
@@ -25,6 +26,7 @@ class DiscriminatorRole(RoleState):
         self.opt = make_optimizer(config, "discriminator", self.net.parameters())
         self._fake_logits: torch.Tensor | None = None
         self.partner = None  # --shared-trunk: the classifier role on this D's trunk, run in D's process
+        self.augmentations = policy(config.augment)
 
     def validate(self, buf: SlotBuffer, k: int, round_index: int) -> None:
         """Lines 23–25: score slot k with D *before* this slot's update and save the error: the
@@ -35,16 +37,33 @@ class DiscriminatorRole(RoleState):
         """Lines 21–22 and 26: m fresh real samples against slot k, one step on −J^D."""
         return self.update_slots([(k, round_index)])
 
-    def _step(self, round_index: int, real: torch.Tensor) -> float:
-        """One step on −J^D: ``real`` against the fake logits kept from validation."""
-        loss = discriminator_loss(self.net(real.to(self.device)).reshape(-1), self._fake_logits.reshape(-1),
-                                  self.config.label_smoothing)
+    def _step(self, round_index: int, jobs: list[tuple[int, int]]) -> float:
+        """One step on −J^D: the real batches Algorithm 1 draws for ``jobs`` against the fake
+        logits kept from validation (plus R1 on the real batches in its rounds)."""
+        config = self.config
+        real = torch.cat([self._real(k, n) for k, n in jobs]).to(self.device)
+        r1_due = config.r1 > 0 and round_index % config.r1_every == 0
+        real.requires_grad_(r1_due)
+        d_real = self.net(self._augmented(real, jobs, "augment-real")).reshape(-1)
+        loss = discriminator_loss(d_real, self._fake_logits.reshape(-1), config.label_smoothing,
+                                  "hinge" if config.generator_loss == "hinge" else "bce")
+        if r1_due:  # lazy: every r1_every rounds, weighted by the interval (StyleGAN2)
+            loss = loss + config.r1_every * r1_penalty(d_real, real, config.r1)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         check_finite(self.name, round_index, "its loss", loss.detach())
         self.step()
         self._fake_logits = None
         return loss.item()
+
+    def _augmented(self, x: torch.Tensor, jobs: list[tuple[int, int]], purpose: str) -> torch.Tensor:
+        """--augment: each job's batch of ``x`` (jobs' batches one after the other along dim 0)
+        through DiffAugment from the job's own stream, so every engine augments alike."""
+        if not self.augmentations:
+            return x
+        m = x.shape[0] // len(jobs)
+        return torch.cat([diff_augment(x[i * m:(i + 1) * m], self.augmentations,
+                                       stream(self.config.seed, purpose, k, n)) for i, (k, n) in enumerate(jobs)])
 
     # ---- the steps on one slot (above), or on several in one step: engine "batched" (all K),
     # engine async (the slots waiting). Several are not Algorithm 1, see engines/__init__: one
@@ -81,7 +100,7 @@ class DiscriminatorRole(RoleState):
         """One step on −J^D over the validated slots and the real batches Algorithm 1 would draw
         for them (the learning rate of the earliest round, times ``lr_scale``)."""
         self.set_round(min(n for _, n in jobs), lr_scale)
-        return self._step(jobs[0][1], torch.cat([self._real(k, n) for k, n in jobs]))
+        return self._step(jobs[0][1], jobs)
 
     def _real(self, k: int, n: int) -> torch.Tensor:
         """The m real samples Algorithm 1 draws against slot k in round n (their own stream)."""
@@ -92,14 +111,15 @@ class DiscriminatorRole(RoleState):
         ``--generator-loss``'s term, replaced by or plus feature matching (Improved GAN §3.1),
         ‖E_data f(x) − E_{G_k} f(x)‖², f D's last hidden layer and E_data over the slot's real batch."""
         g, m, fm = len(jobs), self.config.batch_size, self.config.feature_matching
-        flat = x.reshape(g * m, *x.shape[2:])
+        flat = self._augmented(x.reshape(g * m, *x.shape[2:]), jobs, "augment-fake")
         if fm == "off":
             logits = self.net(flat).reshape(g, m)
         else:
             logits, features = self.net.forward_features(flat)
             logits, features = logits.reshape(g, m), features.reshape(g, m, -1)
             with torch.no_grad():
-                real = torch.cat([self._real(k, n) for k, n in jobs]).to(self.device)
+                real = self._augmented(torch.cat([self._real(k, n) for k, n in jobs]).to(self.device), jobs,
+                                       "augment-real")
                 real_mean = self.net.forward_features(real)[1].reshape(g, m, -1).mean(1)
             matching = [feature_matching(real_mean[i], features[i]) for i in range(g)]
         terms = []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from sharedgan.config import TrainConfig
 from sharedgan.errors import FactoryError
 from sharedgan.math.beta_schedule import BetaSchedule, loss_gaps
+from sharedgan.math.losses import ema_decay
 from sharedgan.math.seeding import stream
 from sharedgan.models.spec import ModelSpec
 from sharedgan.roles.base import CPU, RoleState, check_finite
@@ -93,6 +96,24 @@ class SharedBody(RoleState):
         return sum(p.numel() for p in self.net.parameters())
 
 
+def _ema_average(decay: float, averaged: torch.Tensor, current: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    d = ema_decay(decay, int(steps))
+    return d * averaged + (1.0 - d) * current
+
+
+def average_of(net: torch.nn.Module, decay: float) -> AveragedModel:
+    """--ema: the moving average of ``net``'s weights and its buffers (batch-norm statistics), updated
+    after every step; its first update copies the weights. ``.module`` is the averaged generator."""
+    return AveragedModel(net, avg_fn=functools.partial(_ema_average, decay), use_buffers=True)
+
+
+def averaged_weights(state: dict) -> dict:
+    """A generator checkpoint's weights to sample from: the moving average's when it has one."""
+    if "ema" not in state:
+        return state["model"]
+    return {key[len("module."):]: value for key, value in state["ema"].items() if key.startswith("module.")}
+
+
 class GeneratorRole(RoleState):
     lr_role = "generator"
 
@@ -115,6 +136,7 @@ class GeneratorRole(RoleState):
         self.schedule = BetaSchedule(config.beta_schedule, config.beta0, config.decay, config.beta_tau)
         self._sample: torch.Tensor | None = None  # the batch of this round, with its graph
         self.last_stats = (0.0, 0.0)  # (J^{G_k}, β_k) of the last update, what the others' β reads
+        self.ema = average_of(self.net, config.ema) if config.ema else None  # --ema: what evaluation uses
 
     def noise(self, n: int, purpose: str, round_index: int) -> torch.Tensor:
         gen = stream(self.config.seed, purpose, self.k, round_index)
@@ -175,6 +197,8 @@ class GeneratorRole(RoleState):
         self.opt.zero_grad(set_to_none=True)
         self._sample.backward(grad)
         self.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
         self._sample = None
         d_term = float(buf.d_term[k])
         c_term = float(buf.c_term[k]) if two_players else 0.0
@@ -201,6 +225,8 @@ class GeneratorRole(RoleState):
         state = {**super().state_dict(round_index), "stats": torch.tensor(self.last_stats, dtype=torch.float64)}
         if self.body is not None:
             state["body"] = self.body.state_dict(round_index)
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -208,14 +234,17 @@ class GeneratorRole(RoleState):
         self.last_stats = tuple(float(v) for v in state["stats"])
         if self.body is not None:
             self.body.load_state_dict(state["body"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
 
     @torch.no_grad()
     def write_eval(self, buf: SlotBuffer, round_index: int) -> None:
         """Fresh samples for evaluation, from their own noise stream (never the training batch)."""
-        was_training = self.net.training
-        self.net.eval()
-        samples = self.net(self.noise(self.config.eval_samples, "eval-noise", round_index).to(self.device))
+        net = self.net if self.ema is None else self.ema.module
+        was_training = net.training
+        net.eval()
+        samples = net(self.noise(self.config.eval_samples, "eval-noise", round_index).to(self.device))
         with self.copying():
             buf.eval_sample[self.k].copy_(samples)
-        self.net.train(was_training)
+        net.train(was_training)
 

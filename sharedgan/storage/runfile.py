@@ -32,6 +32,12 @@ data/centers        [M, *sample_shape], attribute std
 eval/images         [E, K, g, H, W, C] uint8: image runs, each generator's first g ≤ 8 evaluated samples
 eval/spread         [E, K]  image runs: each generator's spread (``eval.spread``: near 0 when collapsed);
                     absent from files written before it existed (read as NaN)
+eval/precision, eval/recall, eval/density, eval/coverage   [E, K]  image runs on labelled data: each
+                    generator's realness (``eval.realness``: PRDC in the coverage classifier's features;
+                    precision < 0.5 = unreal); NaN where not measured (no labels, --realness off)
+eval/mixture_precision, eval/mixture_recall, eval/mixture_density, eval/mixture_coverage   [E]  the mixture's
+attributes          realness_k, realness_samples (M per group), realness_reference (real images),
+                    realness_real_<metric>: held-out real images judged like a generator (the target)
 attributes          data_name, data_cache: image runs, the data set and its HDF5 cache
 events/round, events/seconds, events/role, events/what   [V]  what happened besides training: a
                     resume, a role lost and restarted (round: the last round completed before it;
