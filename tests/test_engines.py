@@ -93,6 +93,7 @@ OPTION_SETS = {
     "one-vs-all+virtual-batch-norm+sdeconv": dict(k=3, classifier="one-vs-all", virtual_batch_norm=True,
                                                   generator="sdeconv"),
     "pairwise+feature-matching-added": dict(k=3, classifier="pairwise", feature_matching="add"),
+    "hinge+spectral-norm+r1+ema": dict(generator_loss="hinge", spectral_norm="both", r1=0.5, r1_every=3, ema=0.9),
 }
 
 
