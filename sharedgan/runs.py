@@ -18,6 +18,7 @@ from sharedgan.math.seeding import stream
 from sharedgan.roles.build import dataset_of, make_model, model_spec
 from sharedgan.roles.generator import averaged_weights, prior_noise
 from sharedgan.storage import checkpoint
+from sharedgan.storage.files import user_cache
 
 log = logging.getLogger("sharedgan")
 
@@ -123,7 +124,7 @@ class Run:
         set's cached classifier (trained first if missing; ``on_step(done, total)`` reports it)."""
         if not self.config.images:
             raise ConfigError(f"{self.run_dir} is a 2-D run: class coverage is for image runs; use evaluate()")
-        classifier, _ = classifier_for(self.dataset.data, epochs, on_step=on_step)
+        classifier = self._classifier(epochs, on_step)
         samples, which = self.sample(n, seed)
         return class_coverage(classifier, samples, which, self.config.k, min_accuracy)
 
@@ -134,10 +135,15 @@ class Run:
         uses, next to those of held-out real images."""
         if not self.config.images:
             raise ConfigError(f"{self.run_dir} is a 2-D run: realness is for image runs; use evaluate()")
-        classifier, _ = classifier_for(self.dataset.data, epochs, on_step=on_step)
+        classifier = self._classifier(epochs, on_step)
         judge = realness_judge(classifier, self.dataset.data, min_accuracy)
         samples, which = self.sample(n, seed)
         return judge.report(samples, which, self.config.k)
+
+    def _classifier(self, epochs: int, on_step):
+        """The data set's coverage classifier: a launch's, beside the data cache, or one trained now
+        and kept in the user's cache (reading a run writes nothing where the run says)."""
+        return classifier_for(self.dataset.data, epochs, on_step=on_step, cache_folder=user_cache() / "classifiers")[0]
 
     def spread(self, n: int = 2500, seed: int = 0) -> np.ndarray:
         """Each generator's spread among n fresh samples drawn with ``seed`` ([K], see ``eval.spread``):
@@ -160,7 +166,7 @@ class Run:
         real = real_subset(data.images, n, seed, "fid-real")
         key = f"{data.name}-{data.source_id[:16]}-{len(real)}-{seed}"
         return inception_metrics(to_uint8(samples), which.numpy(), self.config.k, real, key,
-                                 data.cache.parent / "fidelity", weights_path, device), len(real)
+                                 user_cache() / "fidelity", weights_path, device), len(real)
 
 
 def load_run(run_dir: str | Path, trust: bool = False, at_round: int | None = None) -> Run:

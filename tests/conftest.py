@@ -16,6 +16,15 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.processes)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_user_cache(tmp_path_factory):
+    """What eval keeps in the user's cache (sharedgan.storage.files.user_cache) goes to a folder of
+    the test session, for this process and the commands it starts."""
+    import os
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
+    return Path(os.environ["XDG_CACHE_HOME"])
+
+
 @pytest.fixture
 def leak_check():
     """Asserts that the test left no process, /dev/shm entry or socket behind."""

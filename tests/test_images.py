@@ -107,6 +107,20 @@ def test_eval_reports_class_coverage_of_an_image_run(tmp_path):
     assert "torch-fidelity" in res.stdout or "no Inception weights at" in res.stdout  # a clear line, not a crash
 
 
+def test_eval_writes_its_classifier_to_the_user_cache_not_where_the_run_points(tmp_path, private_user_cache):
+    images, labels = learnable_images(120, 3)
+    with h5py.File(tmp_path / "stripes.h5", "w") as f:
+        f["images"], f["labels"] = images, labels
+    run = train(TrainConfig(dataset=str(tmp_path / "stripes.h5"), engine="sequential", out=str(tmp_path / "run"),
+                            data_dir=str(tmp_path / "data"), realness="off", **SMOKE)).run_dir
+    before = sorted(p.name for p in (tmp_path / "data").rglob("*"))
+    assert not any("classifier" in name for name in before)  # --realness off: training made none
+    res = cli("eval", str(run), "--n", "30", "--classifier-epochs", "2")
+    assert res.returncode == 0 and "held-out real images" in res.stdout, res.stdout + res.stderr  # it was trained
+    assert sorted(p.name for p in (tmp_path / "data").rglob("*")) == before  # nothing new beside the data
+    assert len(list((private_user_cache / "sharedgan" / "classifiers").glob("classifier-*-e2-s0.pt"))) == 1
+
+
 def test_mnist_and_own_h5_train(tmp_path):
     mnist_files(tmp_path / "mnist", n=16, gz=False)
     mnist = train(TrainConfig(dataset="mnist", data_dir=str(tmp_path / "mnist"), engine="sequential",

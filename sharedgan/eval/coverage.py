@@ -13,9 +13,11 @@ and coverage is refused when it is below ``MIN_ACCURACY``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -160,24 +162,33 @@ def cache_path(data: ImageData, epochs: int, seed: int):
 
 
 def classifier_for(data: ImageData, epochs: int = 10, seed: int = 0,
-                   on_step: Callable[[int, int], None] | None = None) -> tuple[TrainedClassifier, bool]:
+                   on_step: Callable[[int, int], None] | None = None,
+                   cache_folder: Path | None = None) -> tuple[TrainedClassifier, bool]:
     """The cached classifier for ``data`` (trained and cached first if missing or made from other
-    data). Returns (classifier, whether it was trained now)."""
-    path = cache_path(data, epochs, seed)
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("format") == FORMAT and saved.get("source_id") == data.source_id:
-            net = ClassNet(data.shape[2], len(saved["classes"]))
-            net.load_state_dict(saved["model"])
-            return (TrainedClassifier(net, saved["accuracy"], saved["held_out"], saved["classes"], epochs, seed),
-                    False)
-    except (OSError, RuntimeError, KeyError, ValueError, AttributeError, EOFError, pickle.UnpicklingError):
-        pass  # missing, damaged or stale: train a new one
+    data). Returns (classifier, whether it was trained now). It is cached beside the data cache,
+    or, with ``cache_folder`` (what only reads a run: it writes nowhere a run names), there; both
+    places are read."""
+    paths = [cache_path(data, epochs, seed)]
+    if cache_folder is not None:  # named by a hash of the data's checksum: nothing a file says goes into a path
+        key = hashlib.sha256(data.source_id.encode()).hexdigest()[:32]
+        paths.append(Path(cache_folder) / f"classifier-{key}-e{epochs}-s{seed}.pt")
+    for path in paths:
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            if saved.get("format") == FORMAT and saved.get("source_id") == data.source_id:
+                net = ClassNet(data.shape[2], len(saved["classes"]))
+                net.load_state_dict(saved["model"])
+                return (TrainedClassifier(net, saved["accuracy"], saved["held_out"], saved["classes"], epochs,
+                                          seed), False)
+        except (OSError, RuntimeError, KeyError, ValueError, AttributeError, EOFError, pickle.UnpicklingError):
+            pass  # missing, damaged or stale: train a new one
     trained = train_classifier(data, epochs, seed, on_step)
+    path = paths[-1]
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "source_id": data.source_id, "model": trained.net.state_dict(),
                 "accuracy": trained.accuracy, "held_out": trained.held_out, "classes": trained.classes}, buf)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(path, buf.getbuffer())
     except OSError:
         pass  # an unwritable cache folder costs a retrain next time, nothing else

@@ -1,9 +1,12 @@
-"""Inception score and FID through torch-fidelity (the optional extra ``sharedgan[metrics]``), for
+"""Inception score, FID and KID through torch-fidelity (the optional extra ``sharedgan[metrics]``), for
 the whole mixture and for each generator alone, as PGAN Fig. 4 reports them.
 
 torch-fidelity's InceptionV3 is the TensorFlow network ported bit for bit; its weights come from
 its GitHub release on first use, or from ``weights_path`` on a machine without a network. The
-real images' statistics are cached (per data set and count) under the data cache.
+real images' statistics are cached (per data set and count) under the data cache. KID (Bińkowski
+et al. 2018: the squared MMD of Inception features under a cubic polynomial kernel, averaged over
+random subsets) is unbiased at any sample size, so unlike FID it compares one generator's N/K
+samples with the mixture's N fairly.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import torch
 from sharedgan.errors import ConfigError
 
 WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
+
+
+KID_SUBSET = 1000  # torch-fidelity's default subset size, smaller when there are fewer samples
 
 
 INSTALL_HINT = "pip install 'sharedgan[metrics]' (torch-fidelity, with a torchvision that matches your torch)"
@@ -64,7 +70,8 @@ def inception_metrics(samples: np.ndarray, generator_ids: np.ndarray, num_genera
             continue  # a generator that drew fewer than two samples has no score
         try:
             m = torch_fidelity.calculate_metrics(
-                input1=_Images(images), input2=_Images(real), isc=True, fid=True, cuda=device.startswith("cuda"),
+                input1=_Images(images), input2=_Images(real), isc=True, fid=True, kid=True,
+                kid_subset_size=min(KID_SUBSET, len(images), len(real)), cuda=device.startswith("cuda"),
                 isc_splits=_splits(len(images)), verbose=False, save_cpu_ram=True,  # no loader worker processes
                 feature_extractor_weights_path=weights_path,
                 cache=True, cache_root=str(cache_root), input2_cache_name=f"sharedgan-{real_key}")
@@ -77,16 +84,17 @@ def inception_metrics(samples: np.ndarray, generator_ids: np.ndarray, num_genera
                                      f"{str(exc).splitlines()[0]}") from None
         results[name] = {"inception_score_mean": m["inception_score_mean"],
                          "inception_score_std": m["inception_score_std"],
-                         "fid": m["frechet_inception_distance"], "samples": len(images)}
+                         "fid": m["frechet_inception_distance"], "kid": m["kernel_inception_distance_mean"],
+                         "kid_std": m["kernel_inception_distance_std"], "samples": len(images)}
     return results
 
 
 def format_inception(results: dict[str, dict[str, float]], real_count: int) -> str:
-    lines = [f"Inception score and FID (torch-fidelity; FID against {real_count} real images)",
-             f"{'':12s} {'samples':>8s} {'IS':>14s} {'FID':>9s}"]
+    lines = [f"Inception score, FID and KID (torch-fidelity; FID and KID against {real_count} real images)",
+             f"{'':12s} {'samples':>8s} {'IS':>14s} {'FID':>9s} {'KID':>18s}"]
     for name, m in results.items():
         lines.append(f"{name:12s} {m['samples']:>8d} "
                      f"{m['inception_score_mean']:>7.3f} ± {m['inception_score_std']:<5.3f}"
-                     f" {m['fid']:>9.2f}")
+                     f" {m['fid']:>9.2f} {m['kid']:>8.4f} ± {m['kid_std']:<7.4f}")
     return "\n".join(lines)
 

@@ -21,6 +21,13 @@ def write_file(path: Path, data) -> None:
         os.fsync(f.fileno())
 
 
+def user_cache() -> Path:
+    """The user's own cache folder for sharedgan ($XDG_CACHE_HOME/sharedgan, else ~/.cache/sharedgan):
+    where commands that only read a run keep what they compute once (the coverage classifier, the
+    real images' Inception statistics), since they write nothing where a run directory points."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sharedgan"
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Replace ``path`` with ``data`` through a hidden temporary file of its own (a unique name,
     created exclusively: two writers never share one, and a link planted there is never followed),
