@@ -135,7 +135,7 @@ def _plot_precision(ax, data: dict, precision: np.ndarray) -> None:
         ax.axhline(float(real), color="g", ls=":", lw=1, label=f"real held-out images ({float(real):.2f})")
     ax.axhline(UNREAL, color="k", ls="--", lw=0.8, label=f"unreal below {UNREAL:g}")
     ax.set_ylim(0, 1.02)
-    ax.set_title("precision per generator (share of samples among real images)")
+    ax.set_title("precision per generator (realness)")
     ax.legend(fontsize=8)
 
 
