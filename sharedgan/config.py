@@ -387,10 +387,11 @@ class TrainConfig:
         need(isinstance(self.minibatch_features, int) and self.minibatch_features >= 0,
              f"--minibatch-features is B, the kernels of minibatch discrimination (0 = off), "
              f"got {self.minibatch_features!r}")
-        need(isinstance(self.r1, (int, float)) and self.r1 >= 0, f"--r1 is a weight γ ≥ 0 (0 = off), got {self.r1!r}")
+        need(isinstance(self.r1, (int, float)) and not isinstance(self.r1, bool) and self.r1 >= 0,
+             f"--r1 is a weight γ ≥ 0 (0 = off), got {self.r1!r}")
         need(isinstance(self.r1_every, int) and self.r1_every >= 1,
              f"--r1-every must be an integer ≥ 1, got {self.r1_every!r}")
-        need(isinstance(self.ema, (int, float)) and 0 <= self.ema < 1,
+        need(isinstance(self.ema, (int, float)) and not isinstance(self.ema, bool) and 0 <= self.ema < 1,
              f"--ema is a decay in [0, 1) (0 = off; 0.999 is usual), got {self.ema!r}")
         need(not (self.ema and self.share_generator_body),
              "--ema keeps an average of each generator's own weights; it does not work with --share-generator-body")

@@ -71,4 +71,35 @@ def test_a_generator_with_no_samples_is_not_judged(judged):
     data, judge = judged
     samples = as_samples(data.images[:20])
     report = judge.report(samples, torch.zeros(20, dtype=torch.long), 2)
-    assert report.m == 0 and np.isnan(report.generators["precision"]).all() and report.unreal() == []
+    assert report.m == 20 and np.isnan(report.generators["precision"][1]) and report.unreal() == []
+    nothing = judge.report(samples[:1], torch.zeros(1, dtype=torch.long), 1)
+    assert nothing.m == 0 and "not judged" in realness.format_realness(nothing)
+
+
+def test_a_generator_with_too_few_samples_is_left_out_alone(judged):
+    data, judge = judged
+    samples = as_samples(data.images[:41])
+    ids = torch.cat([torch.zeros(40, dtype=torch.long), torch.ones(1, dtype=torch.long)])  # generator 1: one sample
+    report = judge.report(samples, ids, 2)
+    assert report.m == 36 and report.generators["precision"][0] > 0.5
+    assert np.isnan(report.generators["precision"][1]) and report.unreal() == []
+
+
+def test_a_run_builds_its_judge_before_training_and_leaves_the_global_rng_alone(tmp_path):
+    import h5py
+
+    from helpers.data_files import learnable_images
+    from sharedgan import TrainConfig
+    from sharedgan.engines.recorder import RunRecorder
+    from sharedgan.roles.build import dataset_of
+    images, labels = learnable_images(120, 3)
+    with h5py.File(tmp_path / "stripes.h5", "w") as f:
+        f["images"], f["labels"] = images, labels
+    config = TrainConfig(dataset=str(tmp_path / "stripes.h5"), data_dir=str(tmp_path / "data"), k=2).validate()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    recorder = RunRecorder(config, tmp_path / "run", dataset_of(config))
+    assert torch.equal(torch.get_rng_state(), before)  # the sequential engine's roles checkpoint this RNG
+    assert recorder._judge and len(recorder._judge.held_out) == 12
+    off = RunRecorder(TrainConfig(**{**config.__dict__, "realness": "off"}), tmp_path / "run", dataset_of(config))
+    assert off._judge is False

@@ -48,6 +48,7 @@ class RunRecorder:
             **{f"time/{role}/{part}": nan(cap, K) if role == "generator" else nan(cap)
                for role in ("generator", "discriminator", "classifier") for part in TIME_PARTS},
         }
+        self._judge = self._realness_judge() if config.images else False  # eval.realness's, or False: none
         self.evals: list[dict] = []
         self.events: list[dict] = []
         self.prior_train_seconds = 0.0  # training time of the earlier parts of a resumed run
@@ -63,7 +64,6 @@ class RunRecorder:
         self.startup_seconds = float("nan")
         self.eval_seconds = 0.0
         self._reference_spread = None  # image runs: the real images' spread, computed at the first evaluation
-        self._judge = None  # image runs: eval.realness's judge, built at the first evaluation (False: none)
         self.realness_info: dict = {}  # k, M, reference count and the held-out baseline, for run.h5
         self.status, self.error = "running", ""
         self._bar = None
@@ -251,15 +251,6 @@ class RunRecorder:
         """--realness auto: PRDC per generator and of the mixture (``eval.realness``); NaN where the
         data set has no labels or its classifier is too weak to judge (said once, in the log)."""
         K = self.config.k
-        if self._judge is None:
-            self._judge = False
-            if self.config.realness != "off":
-                from sharedgan.eval.coverage import CoverageRefused, classifier_for, realness_judge
-                try:
-                    classifier, _ = classifier_for(self.dataset.data)
-                    self._judge = realness_judge(classifier, self.dataset.data)
-                except CoverageRefused as exc:
-                    log.info("realness is not measured: %s", exc)
         if not self._judge:
             return {**{m: np.full(K, np.nan) for m in REALNESS_METRICS},
                     **{f"mixture_{m}": float("nan") for m in REALNESS_METRICS}}
@@ -268,6 +259,23 @@ class RunRecorder:
                               "realness_reference": report.reference,
                               **{f"realness_real_{m}": v for m, v in report.real.items()}}
         return report.series()
+
+    def _realness_judge(self):
+        """--realness auto: the judge, built before any role starts (training the data set's
+        classifier the first time takes minutes on a large data set: never while roles wait for a
+        runner that reads no heartbeats), or False with the reason in the log. The global RNG is
+        left as it was: the roles of the sequential engine draw from it and checkpoint it."""
+        if self.config.realness == "off":
+            return False
+        from sharedgan.eval.coverage import classifier_for, realness_judge
+        log.info("realness: the coverage classifier for %s (trained once, then cached)", self.dataset.data.name)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                classifier, _ = classifier_for(self.dataset.data)
+                return realness_judge(classifier, self.dataset.data)
+        except Exception as exc:  # noqa: BLE001 - a metric that cannot be had never stops a run
+            log.info("realness is not measured: %s", exc)
+            return False
 
     def _mirror_evaluation(self, n: int, overlaps_training: bool, **pictures) -> None:
         """The evaluation into TensorBoard (its picture takes a while to draw): evaluation time too."""

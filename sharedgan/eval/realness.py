@@ -100,6 +100,9 @@ class RealnessJudge:
         [N, H, W, C] (arrays or mapped datasets)."""
         self.embed, self.k, self.seed = embed, k, seed
         ref = _pick(reference_images, MAX_REFERENCE, seed, "realness-reference")
+        if len(ref) <= k:
+            from sharedgan.eval.coverage import CoverageRefused
+            raise CoverageRefused(f"realness needs more than k = {k} real reference images; there are {len(ref)}")
         self.reference = self._features(ref)
         self.radii = kth_neighbour_radii(self.reference, k)
         self.held_out = self._features(np.asarray(held_out_images))
@@ -125,13 +128,15 @@ class RealnessJudge:
         """PRDC of each generator's first M samples (float [N, C, H, W]) and of M drawn from all of
         them at random (the mixture, whatever order the samples come in)."""
         ids = generator_ids.long()
-        m = self.samples_per_group(min(int((ids == g).sum()) for g in range(num_generators)))
+        counts = [int((ids == g).sum()) for g in range(num_generators)]
+        judged = [g for g in range(num_generators) if counts[g] >= 2]  # one with fewer is left out, alone
+        m = self.samples_per_group(min((counts[g] for g in judged), default=0))
         feats = self._features(samples.float())
         per = {name: np.full(num_generators, np.nan) for name in METRICS}
         nothing = dict.fromkeys(METRICS, float("nan"))
         if m < 2:
             return RealnessReport(self.k, m, len(self.reference), per, nothing, nothing)
-        for g in range(num_generators):
+        for g in judged:
             for name, value in prdc(self.reference, self.radii, feats[ids == g][:m], self.k).items():
                 per[name][g] = value
         pick = torch.randperm(len(feats), generator=stream(self.seed, "realness-mixture"))[:m]
@@ -160,6 +165,8 @@ def format_realness(report: RealnessReport) -> str:
     lines.append(f"{'real':9s}" + "".join(f"{report.real[name]:>10.3f}" for name in METRICS)
                  + "   (held-out real images: what a perfect generator scores)")
     gone = report.unreal()
+    if report.m < 2:
+        return lines[0] + "\nnot judged: fewer than 2 samples of every generator (draw more with --n)"
     lines.append(f"unreal              {len(gone)}/{K}"
                  + (f" (generator {', '.join(map(str, gone))}: precision < {UNREAL:g}, its samples lie where no "
                     "real image does)" if gone else f" (no generator below precision {UNREAL:g})"))

@@ -42,7 +42,8 @@ class DiscriminatorRole(RoleState):
         logits kept from validation (plus R1 on the real batches in its rounds)."""
         config = self.config
         real = torch.cat([self._real(k, n) for k, n in jobs]).to(self.device)
-        r1_due = config.r1 > 0 and round_index % config.r1_every == 0
+        # due when a job's round is (the async engine's steps may mix rounds: any of them counts)
+        r1_due = config.r1 > 0 and any(n % config.r1_every == 0 for _, n in jobs)
         real.requires_grad_(r1_due)
         d_real = self.net(self._augmented(real, jobs, "augment-real")).reshape(-1)
         loss = discriminator_loss(d_real, self._fake_logits.reshape(-1), config.label_smoothing,
