@@ -224,9 +224,12 @@ def _check_accuracy(classifier: TrainedClassifier, min_accuracy: float, what: st
 def realness_judge(classifier: TrainedClassifier, data: ImageData, min_accuracy: float = MIN_ACCURACY):
     """``eval.realness``'s judge in this classifier's features: the balls around its training
     images, the baseline from the real images it was measured on (never trained on)."""
-    from sharedgan.eval.realness import RealnessJudge
+    from sharedgan.eval.realness import K_NEIGHBOURS, RealnessJudge
     _check_accuracy(classifier, min_accuracy, "realness")
     (train_x, _, train_idx), (test_x, _, test_idx) = _splits(data, classifier.seed)
+    if len(train_idx) <= K_NEIGHBOURS:
+        raise CoverageRefused(f"realness needs more than k = {K_NEIGHBOURS} real reference images; "
+                              f"the classifier was trained on {len(train_idx)}")
     classifier.net.eval()
     return RealnessJudge(classifier.net.embed, _Rows(train_x, train_idx), test_x[test_idx], classifier.seed)
 

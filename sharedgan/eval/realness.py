@@ -101,8 +101,7 @@ class RealnessJudge:
         self.embed, self.k, self.seed = embed, k, seed
         ref = _pick(reference_images, MAX_REFERENCE, seed, "realness-reference")
         if len(ref) <= k:
-            from sharedgan.eval.coverage import CoverageRefused
-            raise CoverageRefused(f"realness needs more than k = {k} real reference images; there are {len(ref)}")
+            raise ValueError(f"realness needs more than k = {k} real reference images; there are {len(ref)}")
         self.reference = self._features(ref)
         self.radii = kth_neighbour_radii(self.reference, k)
         self.held_out = self._features(np.asarray(held_out_images))
