@@ -160,6 +160,9 @@ class TrainConfig:
         "ovr", "C's objective: ovr (PGAN: head k says 'from the others'); softmax (MGAN general JSD, eq. 2); "
         "one-vs-all (MGAN eq. 3, with the cross terms); pairwise (MGAN eq. 4, one head per pair of generators).",
         choices=CLASSIFIERS)
+    classifier_negatives: int = setting(
+        0, "N: head k's step contrasts slot k with N samples drawn evenly from the other slots instead of all "
+        "(K−1)·m, so C costs K·(m + N) samples a round instead of K²·m (ovr and one-vs-all); 0 = all (Algorithm 1).")
     feature_matching: str = setting(
         "off", "Feature matching (Improved GAN): each generator's D term is replaced by (or, with add, gets added) "
         "‖E_data f(x) − E_G f(x)‖², f the last hidden layer of D.", choices=FEATURE_MATCHING)
@@ -387,6 +390,13 @@ class TrainConfig:
         need(isinstance(self.minibatch_features, int) and self.minibatch_features >= 0,
              f"--minibatch-features is B, the kernels of minibatch discrimination (0 = off), "
              f"got {self.minibatch_features!r}")
+        need(isinstance(self.classifier_negatives, int) and not isinstance(self.classifier_negatives, bool)
+             and self.classifier_negatives >= 0,
+             f"--classifier-negatives is a number of samples N ≥ 0 (0 = all of the other slots), "
+             f"got {self.classifier_negatives!r}")
+        need(not self.classifier_negatives or self.classifier in ("ovr", "one-vs-all"),
+             f"--classifier-negatives draws negatives for one head at a time: use it with --classifier ovr or "
+             f"one-vs-all (--classifier {self.classifier} trains every head on every batch)")
         need(isinstance(self.r1, (int, float)) and not isinstance(self.r1, bool) and self.r1 >= 0,
              f"--r1 is a weight γ ≥ 0 (0 = off), got {self.r1!r}")
         need(isinstance(self.r1_every, int) and self.r1_every >= 1,

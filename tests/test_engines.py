@@ -94,6 +94,7 @@ OPTION_SETS = {
                                                   generator="sdeconv"),
     "pairwise+feature-matching-added": dict(k=3, classifier="pairwise", feature_matching="add"),
     "hinge+spectral-norm+r1+ema": dict(generator_loss="hinge", spectral_norm="both", r1=0.5, r1_every=3, ema=0.9),
+    "classifier-negatives": dict(k=3, classifier_negatives=21),  # 10 and 11 of the other slots' 32 rows
 }
 
 

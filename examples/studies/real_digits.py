@@ -103,7 +103,10 @@ def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, opti
         return out
     config = TrainConfig(dataset=str(data), data_dir=str(data.parent), k=k, seed=seed, rounds=rounds, width=width,
                          out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
-    result = train(config, force=True)
+    cut_off = (run_dir / "config.json").exists() and any((run_dir / "checkpoints").glob("*")) \
+        and _trained_as_asked(run_dir, dict(k=k, seed=seed, rounds=rounds, width=width, **options))
+    # a run cut off midway resumes from its last checkpoint (its train seconds carry over)
+    result = train(config, resume=True) if cut_off else train(config, force=True)
     run = load_run(run_dir)
     report = run.class_coverage(n=2500, seed=seed)
     out = dict(k=k, seed=seed, train_seconds=result.train_seconds, **report.summary(), held_out=report.held_out,

@@ -136,7 +136,8 @@ def classifier_loss(c_other: torch.Tensor, c_own: torch.Tensor) -> torch.Tensor:
     return F.softplus(-c_other).mean() + F.softplus(c_own).mean()
 
 
-def classifier_step_terms(kind: str, logits: torch.Tensor, slots: list[int], seen: torch.Tensor) -> list[torch.Tensor]:
+def classifier_step_terms(kind: str, logits, slots: list[int], seen: torch.Tensor,
+                          negatives: dict[int, dict[int, torch.Tensor]] | None = None) -> list[torch.Tensor]:
     """C's loss for one step on ``slots`` (Algorithm 1: one step per slot k, k in turn; the batched
     and async engines: several in one step), from logits [K, m, H] of every slot's batch (slot j's
     batch comes from G_j) and ``seen`` [K] (which slots hold a batch; async C may not have them all).
@@ -147,9 +148,13 @@ def classifier_step_terms(kind: str, logits: torch.Tensor, slots: list[int], see
     * ``softmax``: one term, the K-way cross-entropy averaged over every seen slot's batch (MGAN's
       π_k = 1/K; the softmax ties all heads together, so a step on any slot trains on every batch).
 
+    ``negatives`` (``ovr`` and ``one-vs-all`` only, :mod:`sharedgan.math.negatives`): head k → slot
+    j → the rows of ``logits[j]`` head k contrasts slot k with; ``logits`` is then a list whose
+    entry j holds the rows of slot j that were run through C. None: every row of every other slot.
+
     No term for a head with no other slot to contrast it with (the async C's very first slot).
     """
-    num = logits.shape[0]
+    num = len(logits)
     if int(seen.sum()) < 2:
         return []
     seen_list = [j for j in range(num) if bool(seen[j])]
@@ -158,8 +163,15 @@ def classifier_step_terms(kind: str, logits: torch.Tensor, slots: list[int], see
         sign = 1.0 if kind == "ovr" else -1.0  # ovr's C_k is P(G_-k), one-vs-all's P(G_k)
         for k in slots:
             others = [j for j in seen_list if j != k]
-            own = sign * logits[:, :, k]
-            terms.append(classifier_loss(own[others], own[k]))
+            if negatives is None:
+                own = sign * logits[:, :, k]
+                terms.append(classifier_loss(own[others], own[k]))
+            else:
+                rows = negatives[k]
+                other = torch.cat([logits[j][rows[j], k] for j in others if j in rows])
+                terms.append(classifier_loss(sign * other, sign * logits[k][:, k]))
+    elif negatives is not None:
+        raise ValueError(f"classifier negatives work with the per-head objectives ovr and one-vs-all, not {kind!r}")
     elif kind == "softmax":  # MGAN eq. 2's (1/K) Σ_k: the mean over the batches, one term
         terms.append(torch.stack([F.cross_entropy(logits[j], torch.full((logits.shape[1],), j, device=logits.device))
                                   for j in seen_list]).mean())

@@ -11,6 +11,7 @@ import torch
 
 from sharedgan.config import TrainConfig
 from sharedgan.math.losses import classifier_step_terms, classifier_term, input_gradient
+from sharedgan.math.negatives import negative_rows
 from sharedgan.models.spec import ModelSpec
 from sharedgan.roles.base import CPU, RoleState, check_finite
 from sharedgan.roles.build import make_model, make_optimizer
@@ -57,6 +58,28 @@ class ClassifierRole(RoleState):
         """Engine "batched": :meth:`serve_slots` on all K slots of the round."""
         return self.serve_slots(buf, [(k, round_index) for k in range(buf.num_slots)])
 
+    def _negatives_logits(self, samples: torch.Tensor, slots: list[int], seen: torch.Tensor, round_index: int):
+        """One forward pass over the slots being served (all their rows) and, of the other seen
+        slots, only the rows some head's negatives draw. Returns (per-slot logits, a list; each
+        head's negatives as positions into them)."""
+        K, m = samples.shape[0], samples.shape[1]
+        seen_list = [j for j in range(K) if bool(seen[j])]
+        drawn = {k: negative_rows(self.config.seed, k, round_index, [j for j in seen_list if j != k], m,
+                                  self.config.classifier_negatives) for k in slots}
+        every = torch.arange(m)
+        rows = {j: every if j in slots else torch.cat([d[j] for d in drawn.values() if j in d]).unique()
+                for j in seen_list}
+        rows = {j: r for j, r in rows.items() if len(r)}
+        order = sorted(rows)
+        with self.copying():
+            picked = torch.cat([samples[j][rows[j]] for j in order]).to(self.device)
+        out = self.net(picked).split([len(rows[j]) for j in order])
+        logits: list = [None] * K
+        for j, part in zip(order, out):
+            logits[j] = part
+        positions = {k: {j: torch.searchsorted(rows[j], r) for j, r in d.items()} for k, d in drawn.items()}
+        return logits, positions
+
     def serve_slots(self, buf: SlotBuffer, jobs: list[tuple[int, int]], cache: SampleCache | None = None,
                     lr_scale: float = 1.0) -> float:
         """Several slots at once (engine "batched": all K; engine async: the slots waiting): one
@@ -77,8 +100,12 @@ class ClassifierRole(RoleState):
             seen = cache.seen.clone()
         self.set_round(min(n for _, n in jobs), lr_scale)
         kind = self.config.classifier
-        logits = self.net(samples.reshape(K * m, *samples.shape[2:]).to(self.device)).reshape(K, m, -1)
-        losses = classifier_step_terms(kind, logits, slots, seen)
+        if self.config.classifier_negatives:
+            logits, negatives = self._negatives_logits(samples, slots, seen, min(n for _, n in jobs))
+        else:  # Algorithm 1: every sample of the round through C
+            logits = self.net(samples.reshape(K * m, *samples.shape[2:]).to(self.device)).reshape(K, m, -1)
+            negatives = None
+        losses = classifier_step_terms(kind, logits, slots, seen, negatives)
         if losses:
             loss = torch.stack(losses).sum()
             check_finite(self.name, jobs[0][1], "its loss", loss.detach())
