@@ -119,10 +119,11 @@ BASE = dict(k=3, rounds=40, eval_every=20, eval_samples=300, batch_size=32, hidd
             checkpoint_every=10, engine="async")
 
 
-@pytest.mark.parametrize("sync, serve_batch", [("copy", 1), ("hogwild", 3)])
-def test_async_run_with_replicas_trains_checkpoints_and_records(tmp_path, leak_check, sync, serve_batch):
+@pytest.mark.parametrize("sync, serve_batch, negatives", [("copy", 1, 0), ("hogwild", 3, 0),
+                                                        ("hogwild", 2, 21)])  # C's negatives over the slots seen
+def test_async_run_with_replicas_trains_checkpoints_and_records(tmp_path, leak_check, sync, serve_batch, negatives):
     result = train(TrainConfig(out=str(tmp_path / sync), d_replicas=2, c_replicas=2, replica_sync=sync, sync_every=2,
-                               serve_batch=serve_batch, **BASE))
+                               serve_batch=serve_batch, classifier_negatives=negatives, **BASE))
     assert result.rounds_completed == 40
     data = read_run_file(result.run_dir / "run.h5")
     for name in ("loss/discriminator", "loss/classifier", "loss/generator", "beta"):

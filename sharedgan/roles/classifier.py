@@ -58,14 +58,15 @@ class ClassifierRole(RoleState):
         """Engine "batched": :meth:`serve_slots` on all K slots of the round."""
         return self.serve_slots(buf, [(k, round_index) for k in range(buf.num_slots)])
 
-    def _negatives_logits(self, samples: torch.Tensor, slots: list[int], seen: torch.Tensor, round_index: int):
+    def _negatives_logits(self, samples: torch.Tensor, jobs: list[tuple[int, int]], seen: torch.Tensor):
         """One forward pass over the slots being served (all their rows) and, of the other seen
-        slots, only the rows some head's negatives draw. Returns (per-slot logits, a list; each
-        head's negatives as positions into them)."""
+        slots, only the rows some head's negatives draw (head k's from the stream of k and its
+        job's round). Returns (per-slot logits, a list; each head's negatives as positions into them)."""
         K, m = samples.shape[0], samples.shape[1]
+        slots = [k for k, _ in jobs]
         seen_list = [j for j in range(K) if bool(seen[j])]
-        drawn = {k: negative_rows(self.config.seed, k, round_index, [j for j in seen_list if j != k], m,
-                                  self.config.classifier_negatives) for k in slots}
+        drawn = {k: negative_rows(self.config.seed, k, n, [j for j in seen_list if j != k], m,
+                                  self.config.classifier_negatives) for k, n in jobs}
         every = torch.arange(m)
         rows = {j: every if j in slots else torch.cat([d[j] for d in drawn.values() if j in d]).unique()
                 for j in seen_list}
@@ -101,7 +102,7 @@ class ClassifierRole(RoleState):
         self.set_round(min(n for _, n in jobs), lr_scale)
         kind = self.config.classifier
         if self.config.classifier_negatives:
-            logits, negatives = self._negatives_logits(samples, slots, seen, min(n for _, n in jobs))
+            logits, negatives = self._negatives_logits(samples, jobs, seen)
         else:  # Algorithm 1: every sample of the round through C
             logits = self.net(samples.reshape(K * m, *samples.shape[2:]).to(self.device)).reshape(K, m, -1)
             negatives = None
