@@ -13,37 +13,51 @@ from sharedgan.roles.classifier import ClassifierRole
 from sharedgan.runtime.buffer import SlotBuffer, slot_fields
 
 
+def _per_slot(rows: torch.Tensor, batch: int) -> dict[int, torch.Tensor]:
+    return {int(j): rows[rows // batch == j] % batch for j in (rows // batch).unique()}
+
+
 def test_the_draw_is_even_without_replacement_and_named_by_head_and_round():
-    rows = negative_rows(7, 0, 5, [1, 2, 3], 8, 7)  # 7 over 3 slots: 2, 2 and 3
+    flat = negative_rows(7, 0, 5, [1, 2, 3], 8, 7)  # 7 over 3 slots: 2, 2 and 3
+    assert flat.dtype == torch.int64 and torch.equal(flat, flat.unique())  # sorted, no row twice
+    rows = _per_slot(flat, 8)
     assert sorted(len(r) for r in rows.values()) == [2, 2, 3] and set(rows) == {1, 2, 3}
-    for r in rows.values():
-        assert r.dtype == torch.int64 and torch.equal(r, r.unique()) and int(r.min()) >= 0 and int(r.max()) < 8
-    again = negative_rows(7, 0, 5, [1, 2, 3], 8, 7)
-    assert all(torch.equal(rows[j], again[j]) for j in rows)  # the stream is the state: any engine draws these
-    others = [negative_rows(7, 0, 6, [1, 2, 3], 8, 7), negative_rows(7, 1, 5, [0, 2, 3], 8, 7)]
-    assert all(any(not torch.equal(rows[j], o.get(j, torch.empty(0))) for j in rows) for o in others)
-    few = negative_rows(7, 0, 5, [1, 2, 3, 4, 5], 8, 2)  # fewer negatives than slots: 2 slots give one each
+    assert all(int(r.min()) >= 0 and int(r.max()) < 8 for r in rows.values())
+    assert torch.equal(flat, negative_rows(7, 0, 5, [1, 2, 3], 8, 7))  # the stream is the state: any engine draws these
+    for other in (negative_rows(7, 0, 6, [1, 2, 3], 8, 7), negative_rows(7, 1, 5, [0, 2, 3], 8, 7)):
+        assert not torch.equal(flat, other)
+    few = _per_slot(negative_rows(7, 0, 5, [1, 2, 3, 4, 5], 8, 2), 8)  # fewer than the slots: 2 give one each
     assert sorted(len(r) for r in few.values()) == [1, 1] and len(few) == 2
-    assert all(torch.equal(r, torch.arange(8)) for r in negative_rows(7, 0, 5, [1, 2], 8, 16).values())
+    assert torch.equal(negative_rows(7, 0, 5, [1, 2], 8, 16), torch.arange(8, 24))  # every row of slots 1 and 2
+    assert len(negative_rows(7, 0, 5, [], 8, 16)) == 0
     with pytest.raises(ValueError):
         negative_rows(7, 0, 5, [1], 8, 0)
 
 
+def test_every_row_of_a_slot_is_drawn_alike():
+    # 3 of 8 rows from each of 2 slots, over 4000 rounds: each row ~1500 times (binomial sd ~31)
+    counts = torch.zeros(16)
+    for r in range(4000):
+        counts += torch.bincount(negative_rows(1, 0, r, [1, 2], 8, 6) - 8, minlength=16)
+    assert float(counts.min()) > 1350 and float(counts.max()) < 1650
+
+
 def test_head_k_contrasts_slot_k_with_exactly_its_negatives():
     logits = torch.randn(3, 4, 3, generator=torch.Generator().manual_seed(1))
-    negatives = {0: {1: torch.tensor([0, 3]), 2: torch.tensor([2])}}
-    (term,) = classifier_step_terms("ovr", list(logits), [0], torch.ones(3, dtype=torch.bool), negatives)
+    flat = logits.reshape(12, 3)
+    negatives = {0: (torch.arange(4), torch.tensor([4, 7, 10]))}  # slot 1's rows 0 and 3, slot 2's row 2
+    (term,) = classifier_step_terms("ovr", flat, [0], torch.ones(3, dtype=torch.bool), negatives)
     by_hand = classifier_loss(torch.stack([logits[1, 0, 0], logits[1, 3, 0], logits[2, 2, 0]]), logits[0, :, 0])
     assert float(term) == pytest.approx(float(by_hand), rel=1e-7)
-    (ova,) = classifier_step_terms("one-vs-all", list(logits), [0], torch.ones(3, dtype=torch.bool), negatives)
+    (ova,) = classifier_step_terms("one-vs-all", flat, [0], torch.ones(3, dtype=torch.bool), negatives)
     assert float(ova) == pytest.approx(float(classifier_loss(-torch.stack(
         [logits[1, 0, 0], logits[1, 3, 0], logits[2, 2, 0]]), -logits[0, :, 0])), rel=1e-7)
-    every = {0: {j: torch.arange(4) for j in (1, 2)}}  # every row: Algorithm 1's term
-    (all_rows,) = classifier_step_terms("ovr", list(logits), [0], torch.ones(3, dtype=torch.bool), every)
+    every = {0: (torch.arange(4), torch.arange(4, 12))}  # every row: Algorithm 1's term
+    (all_rows,) = classifier_step_terms("ovr", flat, [0], torch.ones(3, dtype=torch.bool), every)
     (plain,) = classifier_step_terms("ovr", logits, [0], torch.ones(3, dtype=torch.bool))
     assert float(all_rows) == pytest.approx(float(plain), rel=1e-7)
     with pytest.raises(ValueError, match="ovr and one-vs-all"):
-        classifier_step_terms("softmax", list(logits), [0], torch.ones(3, dtype=torch.bool), negatives)
+        classifier_step_terms("softmax", flat, [0], torch.ones(3, dtype=torch.bool), negatives)
 
 
 def _role_and_buffer(negatives):
@@ -65,8 +79,8 @@ def test_c_runs_m_plus_n_samples_through_its_net_and_steps_on_the_drawn_rows():
     loss = clf.serve_slot(buf, 2, 3)
     assert seen == [16 + 6, 16]  # the step's pass (slot 2 and 6 negatives), then scoring slot 2
     rows = negative_rows(clf.config.seed, 2, 3, [0, 1, 3], 16, 6)
-    logits = before(buf.sample.reshape(-1, 2)).reshape(4, 16, 4)
-    expected = classifier_loss(torch.cat([logits[j, rows[j], 2] for j in (0, 1, 3)]), logits[2, :, 2])
+    logits = before(buf.sample.reshape(-1, 2))
+    expected = classifier_loss(logits[rows, 2], logits[32:48, 2])
     assert loss == pytest.approx(float(expected.detach()), rel=1e-6)
     expected.backward()
     for p_before, p_after in zip(before.parameters(), clf.net.parameters()):

@@ -148,28 +148,26 @@ def classifier_step_terms(kind: str, logits, slots: list[int], seen: torch.Tenso
     * ``softmax``: one term, the K-way cross-entropy averaged over every seen slot's batch (MGAN's
       π_k = 1/K; the softmax ties all heads together, so a step on any slot trains on every batch).
 
-    ``negatives`` (``ovr`` and ``one-vs-all`` only, :mod:`sharedgan.math.negatives`): head k → slot
-    j → the rows of ``logits[j]`` head k contrasts slot k with; ``logits`` is then a list whose
-    entry j holds the rows of slot j that were run through C. None: every row of every other slot.
+    ``negatives`` (``ovr`` and ``one-vs-all`` only, :mod:`sharedgan.math.negatives`): head k →
+    (the positions of slot k's rows, those of the rows head k contrasts them with) in ``logits``,
+    which is then [R, H]: only the R rows that were run through C. None: every row of every other slot.
 
     No term for a head with no other slot to contrast it with (the async C's very first slot).
     """
-    num = len(logits)
+    num = len(seen)
     if int(seen.sum()) < 2:
         return []
-    seen_list = [j for j in range(num) if bool(seen[j])]
+    seen_list = seen.nonzero().flatten().tolist()
     terms = []
     if kind in ("ovr", "one-vs-all"):
         sign = 1.0 if kind == "ovr" else -1.0  # ovr's C_k is P(G_-k), one-vs-all's P(G_k)
         for k in slots:
-            others = [j for j in seen_list if j != k]
             if negatives is None:
                 own = sign * logits[:, :, k]
-                terms.append(classifier_loss(own[others], own[k]))
+                terms.append(classifier_loss(own[[j for j in seen_list if j != k]], own[k]))
             else:
-                rows = negatives[k]
-                other = torch.cat([logits[j][rows[j], k] for j in others if j in rows])
-                terms.append(classifier_loss(sign * other, sign * logits[k][:, k]))
+                mine, contrast = negatives[k]
+                terms.append(classifier_loss(sign * logits[contrast, k], sign * logits[mine, k]))
     elif negatives is not None:
         raise ValueError(f"classifier negatives work with the per-head objectives ovr and one-vs-all, not {kind!r}")
     elif kind == "softmax":  # MGAN eq. 2's (1/K) Σ_k: the mean over the batches, one term

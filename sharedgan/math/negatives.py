@@ -16,19 +16,22 @@ import torch
 from sharedgan.math.seeding import stream
 
 
-def negative_rows(seed: int, k: int, round_index: int, others: list[int], batch: int,
-                  n: int) -> dict[int, torch.Tensor]:
-    """For head ``k`` in round ``round_index``: slot → sorted row indices (int64) into its batch of
-    ``batch``, for every slot in ``others``, ``n`` rows in all (every row when n ≥ len(others)·batch)."""
+def negative_rows(seed: int, k: int, round_index: int, others: list[int], batch: int, n: int) -> torch.Tensor:
+    """For head ``k`` in round ``round_index``: the sorted flat indices ``j·batch + r`` (int64) of
+    the ``n`` rows drawn from the batches of the slots ``others`` (every row when n ≥ len(others)·batch).
+
+    One draw for all slots, not one per slot: head k's step must cost the same at K = 64 as at K = 4."""
     if n < 1:
         raise ValueError(f"classifier negatives must be ≥ 1, got {n}")
+    slots = torch.as_tensor(others, dtype=torch.int64).reshape(-1, 1)
     c = len(others)
-    if c == 0:
-        return {}
     if n >= c * batch:
-        return {j: torch.arange(batch) for j in others}
+        return (slots * batch + torch.arange(batch)).flatten()
     gen = stream(seed, "classifier-negatives", k, round_index)
     counts = torch.full((c,), n // c, dtype=torch.int64)
     counts[torch.randperm(c, generator=gen)[:n % c]] += 1
-    return {j: torch.randperm(batch, generator=gen)[:int(counts[i])].sort().values
-            for i, j in enumerate(others) if counts[i] > 0}
+    most = -(-n // c)
+    # the positions of a slot's `most` largest uniforms: `most` of its rows without replacement
+    rows = torch.rand(c, batch, generator=gen).topk(most, dim=1).indices
+    keep = torch.arange(most) < counts.reshape(-1, 1)
+    return (slots * batch + rows)[keep].sort().values

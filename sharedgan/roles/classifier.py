@@ -61,25 +61,19 @@ class ClassifierRole(RoleState):
     def _negatives_logits(self, samples: torch.Tensor, jobs: list[tuple[int, int]], seen: torch.Tensor):
         """One forward pass over the slots being served (all their rows) and, of the other seen
         slots, only the rows some head's negatives draw (head k's from the stream of k and its
-        job's round). Returns (per-slot logits, a list; each head's negatives as positions into them)."""
+        job's round). Returns (the logits of those rows [R, H]; head k → the positions in them of
+        slot k's rows and of its negatives). A fixed number of tensor operations whatever K."""
         K, m = samples.shape[0], samples.shape[1]
-        slots = [k for k, _ in jobs]
-        seen_list = [j for j in range(K) if bool(seen[j])]
+        seen_list = seen.nonzero().flatten().tolist()
         drawn = {k: negative_rows(self.config.seed, k, n, [j for j in seen_list if j != k], m,
                                   self.config.classifier_negatives) for k, n in jobs}
-        every = torch.arange(m)
-        rows = {j: every if j in slots else torch.cat([d[j] for d in drawn.values() if j in d]).unique()
-                for j in seen_list}
-        rows = {j: r for j, r in rows.items() if len(r)}
-        order = sorted(rows)
+        served = torch.tensor([k for k, _ in jobs]).reshape(-1, 1) * m + torch.arange(m)  # [g, m] flat rows
+        rows = torch.cat([served.flatten(), *drawn.values()]).unique()  # sorted
         with self.copying():
-            picked = torch.cat([samples[j][rows[j]] for j in order]).to(self.device)
-        out = self.net(picked).split([len(rows[j]) for j in order])
-        logits: list = [None] * K
-        for j, part in zip(order, out):
-            logits[j] = part
-        positions = {k: {j: torch.searchsorted(rows[j], r) for j, r in d.items()} for k, d in drawn.items()}
-        return logits, positions
+            picked = samples.reshape(K * m, *samples.shape[2:]).index_select(0, rows).to(self.device)
+        positions = {k: (torch.searchsorted(rows, served[i]).to(self.device),
+                         torch.searchsorted(rows, drawn[k]).to(self.device)) for i, (k, _) in enumerate(jobs)}
+        return self.net(picked), positions
 
     def serve_slots(self, buf: SlotBuffer, jobs: list[tuple[int, int]], cache: SampleCache | None = None,
                     lr_scale: float = 1.0) -> float:
