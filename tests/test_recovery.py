@@ -1,9 +1,11 @@
 """What a run does when a role goes wrong without dying cleanly: it hangs, it diverges, or it
 crashes under --on-failure respawn."""
 import math
+import os
 import re
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,3 +91,49 @@ def test_respawn_of_a_hung_role(launch, leak_check):
     data = read_run_file(job.out / "run.h5")
     assert data["events/role"] == ["classifier"] and "stopped making progress" in data["events/what"][0]
     assert math.isfinite(data["loss/classifier"][-1])
+
+
+def _fork_server(runner: int) -> int:
+    """The pid of the runner's fork server (its child that runs multiprocessing.forkserver)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == runner and b"forkserver" in cmdline:
+                return int(entry.name)
+    raise AssertionError(f"no fork server among the children of {runner}")
+
+
+def _latest_round(out) -> int:
+    latest = checkpoint.latest(out)
+    return -1 if latest is None else checkpoint.round_of(latest)
+
+
+@pytest.mark.parametrize("policy", ["respawn", "stop"])
+def test_a_killed_fork_server_takes_no_role_down(launch, leak_check, policy):
+    job = launch(*RESPAWN[:-6], "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "20",
+                 "--on-failure", policy)
+    job.wait_for_log("training started")
+    server = _fork_server(job.proc.pid)
+    before = _latest_round(job.out)
+    os.kill(server, signal.SIGKILL)  # as the OOM killer would
+    job.wait_for_log(f"the fork server (pid {server}) was killed by SIGKILL", timeout=30)
+    roles = ["fork-server"]
+    if policy == "respawn":  # a role lost afterwards comes back through a new server
+        job.signal("generator-1", signal.SIGKILL)
+        job.wait_for_log("generator-1 back; every role restarts at round", timeout=60)
+        roles.append("generator-1")
+        assert _fork_server(job.proc.pid) != server
+    deadline = time.monotonic() + 60  # two checkpoints on: rounds trained after the server's death
+    while _latest_round(job.out) < before + 40 and time.monotonic() < deadline and job.proc.poll() is None:
+        time.sleep(0.05)
+    assert _latest_round(job.out) >= before + 40
+    job.signal("runner", signal.SIGINT)
+    code, _, err = job.finish(60)
+    assert code == 130, err
+    data = read_run_file(job.out / "run.h5")
+    assert data["events/role"] == roles and "the roles went on" in data["events/what"][0]
+    assert data["attrs"]["status"] == "interrupted"

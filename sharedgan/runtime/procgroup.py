@@ -5,15 +5,19 @@
   server process imports torch and the role code once, then forks every child from that state, so
   K + 2 children do not each spend seconds importing torch. The server is this run's: it is
   stopped when the run's processes are gone (and dies by itself if the runner does).
-* A child dies with the run (PR_SET_PDEATHSIG kills it when its parent, the fork server, exits,
-  which the server does the moment the runner's end of its pipe closes; plus a watchdog in every
-  wait that notices the runner is gone), ignores the signals that stop a job — SIGINT, SIGTERM,
+* No child depends on the fork server once it runs: the server may die (the OOM killer may pick
+  it as well as anyone) and the roles go on. The runner is their subreaper, so a lost server's
+  children become its own; it watches every child through a pidfd (not the server's status pipe,
+  which a dead server closes), and the next child it starts gets a new server.
+* A child dies with the run (a watchdog in every wait sees the runner's pidfd the moment it exits;
+  where there are no pidfds, PR_SET_PDEATHSIG on the server, which exits when the runner's end of
+  its pipe closes), ignores the signals that stop a job — SIGINT, SIGTERM,
   SIGHUP, sent by a terminal, ``timeout``, systemd or SLURM to the whole process group — so that
   they reach the runner alone, which stops everyone in order with a final checkpoint (the fork
   server holds them blocked, so it too outlives them until the runner is done), and writes its
   stdout, stderr and any traceback to its own log file.
-* The runner waits on process sentinels and its ZeroMQ inbox in one poll. On the first failure it
-  asks everyone to abort, waits a grace period, then SIGKILLs what is left, and joins them all.
+* The runner waits on the children's pidfds and its ZeroMQ inbox in one poll. On the first failure
+  it asks everyone to abort, waits a grace period, then SIGKILLs what is left, and reaps them all.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ import torch
 import torch.multiprocessing as mp
 import zmq
 
+from sharedgan.errors import describe_exit
 from sharedgan.runtime.messages import private_folder
 
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 1, 36, 37
 # the signals that stop a job: the runner's (the fork server holds them blocked; a child ignores
 # SIGINT, and takes SIGTERM or SIGHUP as meant for itself only if the runner is not stopping)
 JOB_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
@@ -59,21 +64,18 @@ def prepare_child(log_path: str, runner_pid: int, threads: int,
     notes the signal and waits up to :data:`OWN_GRACE` s for ``stopping()`` (the runner's stop
     flag in shared memory, set within a poll slice of the runner's own signal): if the runner is
     stopping, the signal was the job's; if not, the child dies of it, as its sender meant."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:  # not Linux: the watchdog below still ends orphans
-        pass
+    runner = _pidfd(runner_pid)  # readable the moment the runner exits, however it dies
+    if runner is None:  # no pidfds: die with the fork server, which dies with the runner (a lost
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # server then takes the roles with it)
     # A forked child inherits the fork server's "alive" pipe, which keeps the server up while any
-    # holder lives; let go of it, so that a dead runner takes the server down, and the server
-    # (by PR_SET_PDEATHSIG) every child.
+    # holder lives; let go of it, so that a dead runner takes the server down, and the server (on
+    # its way out, see _server_exit) every child.
     alive_fd = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
     if alive_fd is not None:
         os.close(alive_fd)
         forkserver._forkserver._forkserver_alive_fd = None
     parent = os.getppid()  # the runner (spawn) or the fork server
-    runner = _pidfd(runner_pid)  # readable the moment the runner exits, however it dies
-    if not _alive(runner_pid):  # it died before prctl took effect (or before the server saw it go)
+    if not _alive(runner_pid):  # it died before the pidfd was open (or before the server saw it go)
         os._exit(3)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pending: list[tuple[int, float]] = []
@@ -95,9 +97,9 @@ def prepare_child(log_path: str, runner_pid: int, threads: int,
         watch.register(runner, select.POLLIN)
 
     def watchdog() -> None:  # (on every poll slice and before a checkpoint: one or two cheap system calls)
-        # the runner gone (its pidfd readable), or the fork server between us gone (a new parent):
-        # stop at once, without waiting for the server to wind down and take us with it
-        if os.getppid() != parent or (runner is not None and watch.poll(0)):
+        # the runner gone (its pidfd readable; without pidfds: the fork server between us gone, a
+        # new parent): stop at once. A lost fork server alone is no reason to stop.
+        if (watch.poll(0) if runner is not None else os.getppid() != parent):
             os._exit(3)
         if pending:
             if stopping is not None and stopping():
@@ -108,6 +110,46 @@ def prepare_child(log_path: str, runner_pid: int, threads: int,
                 os.kill(os.getpid(), signum)
 
     return watchdog
+
+
+def _children(parent: int) -> list[int]:
+    """The pids whose parent is ``parent`` (none where there is no /proc: there PR_SET_PDEATHSIG
+    ends them, see prepare_child)."""
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):  # (gone meanwhile)
+                pass
+    return found
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value, 0, 0, 0)
+    except OSError:  # not Linux
+        pass
+
+
+def _subreaper() -> int:
+    """Is this process a subreaper now (PR_GET_CHILD_SUBREAPER)? 0 where that cannot be asked."""
+    flag = ctypes.c_int(0)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
+    except OSError:
+        pass
+    return flag.value
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _pidfd(pid: int) -> int | None:
@@ -143,17 +185,25 @@ PRELOAD = ["torch", "torch._dynamo", "zmq", "numpy", "sharedgan.engines.parallel
 SERVER_DIR_PREFIX = "sharedgan-mp-"  # the private folder that holds the fork server's socket file
 
 
-def _remove_server_socket(server_pid: int = os.getpid()) -> None:
-    """At exit of a fork server (it imports this module, so this is registered there): remove its
-    socket folder, whether its runner stopped it or died. Children forked from the server inherit
-    the registration and skip it (another pid)."""
+def _server_exit(server_pid: int = os.getpid()) -> None:
+    """At exit of a fork server of a run's (it imports this module, so this is registered there):
+    its runner has gone or stopped it. Kill any child still running (a dead runner's, mid-step:
+    they must not train on) and remove the socket folder. A server killed outright (SIGKILL, the
+    OOM killer) runs none of this: its children go on under their runner. Children forked from
+    the server inherit the registration and skip it (another pid)."""
     address = getattr(forkserver._forkserver, "_forkserver_address", None)
-    if os.getpid() == server_pid and isinstance(address, str) \
-            and os.path.basename(os.path.dirname(address)).startswith(SERVER_DIR_PREFIX):
-        shutil.rmtree(os.path.dirname(address), ignore_errors=True)
+    if os.getpid() != server_pid or not isinstance(address, str) \
+            or not os.path.basename(os.path.dirname(address)).startswith(SERVER_DIR_PREFIX):
+        return
+    for pid in _children(server_pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(os.path.dirname(address), ignore_errors=True)
 
 
-atexit.register(_remove_server_socket)
+atexit.register(_server_exit)
 
 
 class ProcessGroup:
@@ -163,11 +213,15 @@ class ProcessGroup:
         self.run_id = run_id
         self.procs: dict[str, BaseProcess] = {}
         self.logs: dict[str, str] = {}
-        self.exited: dict[str, int] = {}
+        self.exited: dict[str, int | None] = {}
+        self._pidfds: dict[str, int | None] = {}  # name → its pidfd (None: no pidfds here, the sentinel)
+        self._served: set[str] = set()  # the names a fork server of ours started (their status is its)
         # the run's private folder: the fork server's socket file and every role's inbox; the
         # server removes it at its exit (and so even after the runner is killed), shutdown too
         self.folder = private_folder(SERVER_DIR_PREFIX)
         self.server_dir: str | None = None  # the folder, once a server of this run's uses it
+        self._server_fd: int | None = None  # the server's pidfd
+        self._was_subreaper: int | None = None
         self._poller_key: tuple | None = None
 
     def _start_server(self) -> None:
@@ -180,33 +234,62 @@ class ProcessGroup:
         if forkserver._forkserver._forkserver_pid is not None:
             self.start_method, self.context = "spawn", mp.get_context("spawn")
             return
+        if self._was_subreaper is None:  # a lost server's children come to us, not to init
+            self._was_subreaper = _subreaper()
+            _prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.server_dir = self.folder
         self.context.set_forkserver_preload(PRELOAD)  # (ours only: a user's own server keeps its preload)
         config = mp_process.current_process()._config
         self._saved_tempdir = config.get("tempdir")
         config["tempdir"] = self.server_dir
         forkserver.ensure_running()
+        self._server_fd = _pidfd(forkserver._forkserver._forkserver_pid)
+
+    def _forget_server(self) -> None:
+        """multiprocessing's record of the server gone (as ForkServer._stop leaves it), and the
+        process's temporary folder its own again."""
+        server = forkserver._forkserver
+        if server._forkserver_alive_fd is not None:
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
+        config = mp_process.current_process()._config
+        config["tempdir"] = self._saved_tempdir
+        if self._saved_tempdir is None:
+            del config["tempdir"]
+        if self._server_fd is not None:
+            os.close(self._server_fd)
+            self._server_fd = None
+        self.server_dir = None
+
+    def lost_server(self) -> str | None:
+        """If this run's fork server died since the last call, a line saying how. Its children go
+        on (they are this process's now); the next :meth:`spawn` starts a new server."""
+        if self._server_fd is None or not _readable(self._server_fd):
+            return None
+        pid = forkserver._forkserver._forkserver_pid
+        _, status = os.waitpid(pid, 0)
+        self._forget_server()
+        return f"the fork server (pid {pid}) {describe_exit(os.waitstatus_to_exitcode(status))}"
 
     def _stop_server(self) -> None:
         """The server carries this run's marker and would outlive the run in a long-lived process
         (a notebook, a test session): stop it (as ForkServer._stop does: close its pipe, reap it)
         and remove its folder; the next run starts its own."""
-        if self.server_dir is None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            return
-        server = forkserver._forkserver
         try:
-            if server._forkserver_pid is not None:
-                os.close(server._forkserver_alive_fd)
-                os.waitpid(server._forkserver_pid, 0)
+            if self.server_dir is not None:
+                server = forkserver._forkserver
+                try:
+                    if server._forkserver_pid is not None:
+                        os.close(server._forkserver_alive_fd)
+                        server._forkserver_alive_fd = None
+                        os.waitpid(server._forkserver_pid, 0)
+                finally:
+                    self._forget_server()
         finally:
-            server._forkserver_pid = server._forkserver_alive_fd = server._forkserver_address = None
-            config = mp_process.current_process()._config
-            config["tempdir"] = self._saved_tempdir
-            if self._saved_tempdir is None:
-                del config["tempdir"]
-            shutil.rmtree(self.server_dir, ignore_errors=True)  # (the server removes it too, on its way out)
-            self.server_dir = None
+            shutil.rmtree(self.folder, ignore_errors=True)  # (a server removes it too, on its way out)
+            if self._was_subreaper is not None:
+                _prctl(PR_SET_CHILD_SUBREAPER, self._was_subreaper)
+                self._was_subreaper = None
 
     def spawn(self, name: str, target: Callable, args: tuple, log: str) -> BaseProcess:
         """Start ``name`` (again, if an earlier process of that name has exited and was reaped)."""
@@ -236,45 +319,79 @@ class ProcessGroup:
             else:
                 os.environ[RUN_ENV] = previous
         self.procs[name], self.logs[name] = proc, log
+        self._pidfds[name] = _pidfd(proc.pid)
+        if self.start_method == "forkserver":
+            self._served.add(name)
+        else:
+            self._served.discard(name)
         return proc
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items()}
 
+    def _watched(self) -> dict[str, int]:
+        """name → the descriptor readable when that running child exits."""
+        return {n: self._pidfds[n] if self._pidfds[n] is not None else p.sentinel
+                for n, p in self.procs.items() if n not in self.exited}
+
+    def _has_exited(self, name: str) -> bool:
+        fd = self._pidfds[name]
+        return _readable(fd) if fd is not None else self.procs[name].exitcode is not None
+
     def wait(self, sockets: Iterable[zmq.Socket], timeout: float) -> bool:
-        """Block until a socket is readable, a child exits, or ``timeout`` seconds pass; True if a
-        child may have exited (then :meth:`reap`). The poller is rebuilt only when the set of
-        watched processes changes: the runner wakes for every signal, so this stays cheap."""
-        running = [p for n, p in self.procs.items() if n not in self.exited]
-        key = (tuple(id(s) for s in sockets), tuple(id(p) for p in running))  # (a respawn is a new object)
+        """Block until a socket is readable, a child (or the fork server) exits, or ``timeout``
+        seconds pass; True if a child may have exited (then :meth:`reap` and :meth:`lost_server`).
+        The poller is rebuilt only when the set of watched processes changes: the runner wakes for
+        every signal, so this stays cheap."""
+        fds = set(self._watched().values()) | ({self._server_fd} if self._server_fd is not None else set())
+        key = (tuple(id(s) for s in sockets), tuple(sorted(fds)))
         if self._poller_key != key:
-            self._poller, self._poller_key = zmq.Poller(), key
+            self._poller, self._poller_key, self._fds = zmq.Poller(), key, fds
             for sock in sockets:
                 self._poller.register(sock, zmq.POLLIN)
-            self._sentinels = {p.sentinel for p in running}
-            for fd in self._sentinels:
+            for fd in fds:
                 self._poller.register(fd, zmq.POLLIN)
         ready = self._poller.poll(int(timeout * 1000))
-        return any(what in self._sentinels for what, _ in ready)
+        return any(what in self._fds for what, _ in ready)
 
-    def reap(self) -> list[tuple[str, int]]:
+    def _exit_code(self, name: str) -> int | None:
+        """The exit code of a child that has exited (negative: the signal that killed it)."""
+        proc = self.procs[name]
+        if name in self._served:
+            # a lost server's child is ours now (subreaper): its status is ours to collect
+            try:
+                pid, status = os.waitpid(proc.pid, os.WNOHANG)
+                if pid == proc.pid:
+                    return os.waitstatus_to_exitcode(status)
+            except ChildProcessError:  # the server's child: it reports the status down the sentinel
+                pass
+        proc.join(5.0)
+        return proc.exitcode
+
+    def reap(self) -> list[tuple[str, int | None]]:
         """Children that exited since the last call, as (name, exit code)."""
         newly = []
-        for name, proc in self.procs.items():
-            if name not in self.exited and proc.exitcode is not None:
-                proc.join()
-                self.exited[name] = proc.exitcode
-                newly.append((name, proc.exitcode))
+        for name in list(self.procs):
+            if name not in self.exited and self._has_exited(name):
+                self.exited[name] = code = self._exit_code(name)
+                fd = self._pidfds[name]
+                if fd is not None:
+                    os.close(fd)
+                    self._pidfds[name] = None
+                newly.append((name, code))
         return newly
 
     def kill(self, name: str) -> None:
         """SIGKILL one child (a hung one); it is reaped like any other exit."""
-        proc = self.procs[name]
-        if proc.exitcode is None:
-            proc.kill()
+        if name not in self.exited and not self._has_exited(name):
+            fd = self._pidfds[name]
+            if fd is not None:  # (by pidfd: never another process that took a reaped pid)
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            else:
+                self.procs[name].kill()
 
     def running(self) -> list[str]:
-        return [n for n, p in self.procs.items() if n not in self.exited and p.exitcode is None]
+        return [n for n in self.procs if n not in self.exited and not self._has_exited(n)]
 
     def _wait_all(self, deadline: float) -> None:
         while self.running() and time.monotonic() < deadline:
@@ -282,18 +399,21 @@ class ProcessGroup:
 
     def shutdown(self, grace: float = 2.0, ask: Callable[[], None] | None = None) -> None:
         """Stop every child: ``ask`` them (ABORT), wait ``grace``, SIGKILL (they ignore SIGTERM,
-        which is the job's, not theirs)."""
-        if ask is not None and self.running():
-            ask()
-        self._wait_all(time.monotonic() + grace)
-        for name in self.running():
-            self.procs[name].kill()
-        for proc in self.procs.values():
-            proc.join()
-        self.reap()
+        which is the job's, not theirs), and reap them all."""
         try:
-            for proc in self.procs.values():
+            if ask is not None and self.running():
+                ask()
+            self._wait_all(time.monotonic() + grace)
+            for name in self.running():
+                self.kill(name)
+            self._wait_all(time.monotonic() + 10.0)  # (a SIGKILL takes a moment to land)
+            self.reap()
+            for name, proc in self.procs.items():
+                proc.join()
                 proc.close()
         finally:
+            for name, fd in self._pidfds.items():
+                if fd is not None:
+                    os.close(fd)
+                    self._pidfds[name] = None
             self._stop_server()
-

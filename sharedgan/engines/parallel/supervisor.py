@@ -315,6 +315,10 @@ class Supervisor:
                 now = time.monotonic()
                 if exited or now >= next_check:  # (heartbeats and exits of hung ones: a few times a second)
                     next_check = now + 0.2
+                    lost = group.lost_server()
+                    if lost is not None:  # (the OOM killer's pick, say): nothing the roles need
+                        log.warning("%s; the roles go on, the next role started gets a new one", lost)
+                        self.recorder.event(self.last_round, "fork-server", f"{lost}; the roles went on")
                     for name, code in group.reap():
                         if code != 0:
                             # what it and the others said before it died comes first (a slow
