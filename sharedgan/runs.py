@@ -23,6 +23,19 @@ from sharedgan.storage.files import user_cache
 log = logging.getLogger("sharedgan")
 
 
+def _image_shape_of(config: TrainConfig, state: dict) -> tuple[int, int, int] | None:
+    """The one image shape DCGAN supports whose generator ``state`` (a checkpoint's) fits, or None."""
+    fits = []
+    for shape in ((3, 32, 32), (1, 32, 32), (3, 64, 64), (1, 64, 64)):
+        try:
+            make_model(config, "generator", model_spec(config, sample_shape=shape)).load_state_dict(
+                averaged_weights(state))
+            fits.append(shape)
+        except (RuntimeError, KeyError, ValueError):  # (a user's model may not take the shape at all)
+            continue
+    return fits[0] if len(fits) == 1 else None
+
+
 class Run:
     """A finished (or interrupted) run: its config and its latest complete checkpoint. Its data set
     is opened only for what compares samples with real data (evaluate, coverage, spread, IS/FID)."""
@@ -45,12 +58,14 @@ class Run:
         self.config.validate(reading=True)
         self.checkpoint, manifest, states = self._newest() if at_round is None else self._at(at_round)
         self.round = manifest["round"]
-        # the manifest says the sample shape (runs made before it did: the data set does), so that
-        # sampling needs nothing but the run directory
+        # the manifest says the sample shape, so that sampling needs nothing but the run directory
+        # (runs made before it did: the image shape the generator's weights fit, else the data set)
         shape = manifest.get("sample_shape")
         valid = (isinstance(shape, list) and 0 < len(shape) <= 4
                  and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 4096 for v in shape))
-        self.sample_shape = tuple(shape) if valid else tuple(self.dataset.sample_shape)
+        self.sample_shape = (tuple(shape) if valid else
+                             (self.config.images and _image_shape_of(self.config, states[0])) or
+                             tuple(self.dataset.sample_shape))
         spec = model_spec(self.config, sample_shape=self.sample_shape)
         self._last_draw = None
         self.generators = []
@@ -82,16 +97,16 @@ class Run:
         over for the newer one."""
         for _ in range(5):
             skipped: list[str] = []
-            found = checkpoint.latest(self.run_dir, skipped)
-            if found is None:
+            newest = checkpoint.latest_with_manifest(self.run_dir, skipped)
+            if newest is None:
                 why = f" ({skipped[0]})" if skipped else ""
                 raise ConfigError(f"{self.run_dir} has no intact checkpoint to sample from{why}")
+            found, manifest = newest
             try:
-                manifest = checkpoint.read_manifest(found)
                 return found, manifest, [checkpoint.load_role(found, f"generator-{k}") for k in range(self.config.k)]
             except checkpoint.CheckpointError:
-                newest = checkpoint.complete_checkpoints(self.run_dir)
-                if newest and newest[-1] == found:  # still the newest: damaged, not pruned
+                kept = checkpoint.complete_checkpoints(self.run_dir)
+                if kept and kept[-1] == found:  # still the newest: damaged, not pruned
                     raise
         raise ConfigError(f"{self.run_dir}'s checkpoints vanish faster than they can be read; try again")
 

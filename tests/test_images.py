@@ -218,3 +218,25 @@ def test_an_image_run_written_before_spread_existed_resumes(tmp_path):
     resume(run)
     spread = read_run_file(run / "run.h5")["eval/spread"]
     assert spread.shape == (2, 2) and np.isnan(spread[0]).all() and np.isfinite(spread[1]).all()
+
+
+def test_an_image_run_from_before_manifests_held_the_sample_shape_samples_without_its_data(tmp_path):
+    """Older manifests lack sample_shape: the shape the generator's weights fit stands in, so
+    sampling needs the run directory alone (its data cache may be long gone)."""
+    import json
+
+    from sharedgan.storage import checkpoint
+    mnist_files(tmp_path / "mnist", n=16, gz=False)
+    run = train(TrainConfig(dataset="mnist", data_dir=str(tmp_path / "mnist"), engine="sequential",
+                            out=str(tmp_path / "m"), realness="off", **SMOKE)).run_dir
+    for folder in checkpoint.complete_checkpoints(run):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        del manifest["sample_shape"]
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(tmp_path / "mnist")  # the data and its cache: gone
+    samples, which = load_run(run).sample(6)
+    assert samples.shape == (6, 1, 32, 32) and set(which.tolist()) <= {0, 1}
+    res = cli("sample", str(run), "--n", "4", "--out", str(tmp_path / "s.h5"), "--png", str(tmp_path / "s.png"))
+    assert res.returncode == 0 and (tmp_path / "s.png").is_file(), res.stderr
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert f["images"].shape == (4, 32, 32, 1)

@@ -147,10 +147,15 @@ def _check_manifest(m) -> None:
 
 def latest(run_dir: Path, skipped: list[str] | None = None) -> Path | None:
     """The newest intact checkpoint; the reasons newer ones were passed over go to ``skipped``."""
+    found = latest_with_manifest(run_dir, skipped)
+    return None if found is None else found[0]
+
+
+def latest_with_manifest(run_dir: Path, skipped: list[str] | None = None) -> tuple[Path, dict] | None:
+    """:func:`latest` and its manifest, read (and every file hashed) once."""
     for folder in reversed(complete_checkpoints(run_dir)):
         try:
-            read_manifest(folder)
-            return folder
+            return folder, read_manifest(folder)
         except CheckpointError as exc:
             if skipped is not None:
                 skipped.append(str(exc))
