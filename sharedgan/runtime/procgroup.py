@@ -220,6 +220,7 @@ class ProcessGroup:
         # server removes it at its exit (and so even after the runner is killed), shutdown too
         self.folder = private_folder(SERVER_DIR_PREFIX)
         self.server_dir: str | None = None  # the folder, once a server of this run's uses it
+        self._server_pid: int | None = None
         self._server_fd: int | None = None  # the server's pidfd
         self._was_subreaper: int | None = None
         self._poller_key: tuple | None = None
@@ -243,7 +244,7 @@ class ProcessGroup:
         self._saved_tempdir = config.get("tempdir")
         config["tempdir"] = self.server_dir
         forkserver.ensure_running()
-        self._server_fd = _pidfd(forkserver._forkserver._forkserver_pid)
+        self._watch_server()
 
     def _forget_server(self) -> None:
         """multiprocessing's record of the server gone (as ForkServer._stop leaves it), and the
@@ -266,10 +267,25 @@ class ProcessGroup:
         on (they are this process's now); the next :meth:`spawn` starts a new server."""
         if self._server_fd is None or not _readable(self._server_fd):
             return None
-        pid = forkserver._forkserver._forkserver_pid
-        _, status = os.waitpid(pid, 0)
-        self._forget_server()
-        return f"the fork server (pid {pid}) {describe_exit(os.waitstatus_to_exitcode(status))}"
+        pid = self._server_pid
+        how = "exited"
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+            if got == pid:
+                how = describe_exit(os.waitstatus_to_exitcode(status))
+        except ChildProcessError:  # multiprocessing reaped it already, starting the next child
+            pass
+        os.close(self._server_fd)
+        self._server_fd = None
+        if forkserver._forkserver._forkserver_pid == pid:
+            self._forget_server()
+        else:  # multiprocessing started a new one meanwhile (in the same folder): watch that one
+            self._watch_server()
+        return f"the fork server (pid {pid}) {how}"
+
+    def _watch_server(self) -> None:
+        self._server_pid = forkserver._forkserver._forkserver_pid
+        self._server_fd = _pidfd(self._server_pid)
 
     def _stop_server(self) -> None:
         """The server carries this run's marker and would outlive the run in a long-lived process

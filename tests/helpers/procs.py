@@ -1,0 +1,6 @@
+"""Targets for processes that tests start through sharedgan's ProcessGroup."""
+import time
+
+
+def idle(seconds: float) -> None:
+    time.sleep(seconds)
