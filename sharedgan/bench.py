@@ -77,8 +77,8 @@ ENGINE_TAGS = {"b": "serve_batch", "d": "d_replicas", "c": "c_replicas", "s": "s
 
 def engine_settings(spec: str) -> dict:
     """An engine of the study and its settings: ``async:b8:r2:hogwild`` is the async engine with
-    --serve-batch 8, 2 D and 2 C replicas (r; or d2, c2 apart), --replica-sync hogwild (or copy,
-    with s10 for --sync-every 10)."""
+    --serve-batch 8 (bauto: --serve-batch auto), 2 D and 2 C replicas (r; or d2, c2 apart),
+    --replica-sync hogwild (or copy, with s10 for --sync-every 10)."""
     engine, *tags = spec.split(":")
     if engine not in ENGINES or (tags and engine != "async"):
         raise ConfigError(f"--engines: {spec!r} unknown; choose from {', '.join(ENGINES)} (async may carry "
@@ -87,11 +87,14 @@ def engine_settings(spec: str) -> dict:
     for tag in tags:
         if tag in REPLICA_SYNCS:
             settings["replica_sync"] = tag
+        elif tag == "bauto":
+            settings["serve_batch"] = "auto"
         elif tag[:1] in ENGINE_TAGS | {"r": None} and tag[1:].isdigit():
             for name in (("d_replicas", "c_replicas") if tag[0] == "r" else (ENGINE_TAGS[tag[0]],)):
                 settings[name] = int(tag[1:])
         else:
-            raise ConfigError(f"--engines: {spec!r}: {tag!r} is not a setting (bN, rN, dN, cN, sN, copy, hogwild)")
+            raise ConfigError(f"--engines: {spec!r}: {tag!r} is not a setting "
+                              "(bN, bauto, rN, dN, cN, sN, copy, hogwild)")
     return settings
 
 

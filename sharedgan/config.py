@@ -224,9 +224,10 @@ class TrainConfig:
         resumable=True)
     sync_every: int = setting(
         10, "--replica-sync copy: steps between the primary's publications (and a replica's loads).", resumable=True)
-    serve_batch: int = setting(
+    serve_batch: str | int = setting(
         1, "--engine async: the most waiting slots a D or C process scores and learns from in one step (one forward "
-        "pass, one update, as --engine batched does); 1: one step per slot, as Algorithm 1.", resumable=True)
+        "pass, one update, as --engine batched does); 1: one step per slot, as Algorithm 1; auto: every slot that "
+        "is waiting (up to K).", resumable=True)
     serve_lr_scaling: str = setting(
         "sqrt", "--engine async: a D or C step on g slots uses the learning rate × √g (sqrt: fewer, larger steps learn "
         "about as much per round as g single-slot steps) or as set (none).", choices=LR_SCALINGS, resumable=True)
@@ -272,6 +273,11 @@ class TrainConfig:
     out: str | None = setting(
         None, "Run directory [default: runs/<timestamp>]. A non-empty one is refused without --force.", path=True,
         resumable=True)
+
+    @property
+    def serve_batch_size(self) -> int:
+        """--serve-batch as a number of slots (auto: all K)."""
+        return self.k if self.serve_batch == "auto" else self.serve_batch
 
     @property
     def images(self) -> bool:
@@ -354,7 +360,12 @@ class TrainConfig:
         need(isinstance(self.label_smoothing, (int, float)) and 0.5 < self.label_smoothing <= 1.0,
              f"--label-smoothing is D's real target α in (0.5, 1] (0.9 in Improved GAN; 1 = none), "
              f"got {self.label_smoothing!r}")
-        for name in ("d_replicas", "c_replicas", "sync_every", "serve_batch"):
+        if isinstance(self.serve_batch, str) and self.serve_batch != "auto":  # (the command line gives text)
+            self.serve_batch = int(self.serve_batch) if self.serve_batch.strip().isdigit() else self.serve_batch
+        need(self.serve_batch == "auto" or (isinstance(self.serve_batch, int) and not isinstance(self.serve_batch, bool)
+                                            and self.serve_batch >= 1),
+             f"--serve-batch must be an integer ≥ 1 or auto, got {self.serve_batch!r}")
+        for name in ("d_replicas", "c_replicas", "sync_every"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 1,
                  f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")

@@ -115,11 +115,23 @@ def test_a_region_of_another_model_is_refused():
 
 
 # ---- whole runs ----------------------------------------------------------------------------------
+def test_serve_batch_auto_serves_every_waiting_slot():
+    assert TrainConfig(k=5, engine="async", serve_batch="auto").validate().serve_batch_size == 5
+    assert TrainConfig(k=5, engine="async", serve_batch="4").validate().serve_batch == 4  # (the command line's text)
+    for bad in (0, "0", "many", True, 2.5):
+        with pytest.raises(ConfigError, match="--serve-batch must be an integer ≥ 1 or auto"):
+            TrainConfig(k=5, engine="async", serve_batch=bad).validate()
+    d = Dispatcher(["discriminator"], max_batch=TrainConfig(k=6, serve_batch="auto").validate().serve_batch_size)
+    assert d.submit(0, 0) == [("discriminator", [(0, 0)])]
+    assert [d.submit(k, 0) for k in range(1, 6)] == [[]] * 5
+    assert d.done("discriminator", 0) == [("discriminator", [(k, 0) for k in range(1, 6)])]  # all five at once
+
+
 BASE = dict(k=3, rounds=40, eval_every=20, eval_samples=300, batch_size=32, hidden=16, seed=4,
             checkpoint_every=10, engine="async")
 
 
-@pytest.mark.parametrize("sync, serve_batch, negatives", [("copy", 1, 0), ("hogwild", 3, 0),
+@pytest.mark.parametrize("sync, serve_batch, negatives", [("copy", 1, 0), ("hogwild", "auto", 0),
                                                         ("hogwild", 2, 21)])  # C's negatives over the slots seen
 def test_async_run_with_replicas_trains_checkpoints_and_records(tmp_path, leak_check, sync, serve_batch, negatives):
     result = train(TrainConfig(out=str(tmp_path / sync), d_replicas=2, c_replicas=2, replica_sync=sync, sync_every=2,

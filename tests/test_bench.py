@@ -47,6 +47,7 @@ def test_shares_and_speedups():
 def test_engines_carry_their_settings():
     assert engine_settings("async:b8:r2:hogwild") == {"engine": "async", "serve_batch": 8, "d_replicas": 2,
                                                        "c_replicas": 2, "replica_sync": "hogwild"}
+    assert engine_settings("async:bauto") == {"engine": "async", "serve_batch": "auto"}
     assert engine_settings("async:d3:copy:s5") == {"engine": "async", "d_replicas": 3,
                                                    "replica_sync": "copy", "sync_every": 5}
     plan = BenchPlan([8], ["sequential", "async:r2"], cores=24, in_process_threads=1)

@@ -84,7 +84,7 @@ class AsyncSupervisor(Supervisor):
             if count == 0:
                 continue
             name = role.name.lower()
-            self.dispatch[role] = Dispatcher([name] + [f"{name}-{r}" for r in range(1, count)], config.serve_batch)
+            self.dispatch[role] = Dispatcher([name] + [f"{name}-{r}" for r in range(1, count)], config.serve_batch_size)
             if count > 1:
                 net = make_model(config, name, spec)  # the initial values; the primary overwrites them on resume
                 self._regions[name] = ParameterRegion.for_model(net, devices.role_device(config, name))
