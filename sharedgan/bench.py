@@ -47,7 +47,7 @@ IN_PROCESS = ("sequential", "batched")  # one process: it gets every core
 
 
 FIELDS = ("k", "repeat", "seconds_per_round", "updates_per_second", "startup_seconds", "time_to_quality",
-          "copy_share", "wait_share", "threads", "processes")
+          "copy_share", "wait_share", "threads", "processes", "peak_rss_mb")
 
 
 @dataclass
@@ -156,7 +156,9 @@ def measure(plan: BenchPlan, engine: str, k: int, repeat: int, result) -> dict:
     copy, wait = time_shares(run, per_round)
     return {"k": k, "repeat": repeat, "seconds_per_round": per_round, "updates_per_second": k / per_round,
             "startup_seconds": result.startup_seconds, "time_to_quality": time_to_quality(run, plan.quality),
-            "copy_share": copy, "wait_share": wait, "threads": threads, "processes": plan.processes(engine, k)}
+            "copy_share": copy, "wait_share": wait, "threads": threads, "processes": plan.processes(engine, k),
+            # every process's peak resident memory, summed (the pages they share counted in each)
+            "peak_rss_mb": sum(float(v) for name, v in run["attrs"].items() if name.startswith("peak_rss/")) / 2**20}
 
 
 class BenchInterrupted(Exception):
@@ -231,7 +233,8 @@ def cells(plan: BenchPlan, rows: dict) -> list[dict]:
                         "startup_seconds": med("startup_seconds"),
                         "time_to_quality": statistics.median(reached) if reached else float("nan"),
                         "reached": f"{len(reached)}/{len(mine)}", "copy_share": med("copy_share"),
-                        "wait_share": med("wait_share"), "threads": mine[0]["threads"]})
+                        "wait_share": med("wait_share"), "threads": mine[0]["threads"],
+                        "peak_rss_mb": med("peak_rss_mb")})
     return out
 
 
@@ -253,8 +256,8 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
         f"target: {target_text(plan)}",
         "",
         "| engine | K | threads | s/round | generator updates/s | speedup | efficiency | start-up s "
-        "| time to quality s (reached) | copy % | wait % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| time to quality s (reached) | copy % | wait % | peak RSS MB (all processes) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells(plan, rows):
         lines.append(
@@ -262,7 +265,7 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
             f"| {c['updates_per_second']:.1f} "
             f"| {c['speedup']:.2f} | {_fmt(c['efficiency'], '.2f')} | {c['startup_seconds']:.1f} "
             f"| {_fmt(c['time_to_quality'], '.1f')} ({c['reached']}) | {_fmt(100 * c['copy_share'], '.1f')} "
-            f"| {_fmt(100 * c['wait_share'], '.1f')} |")
+            f"| {_fmt(100 * c['wait_share'], '.1f')} | {_fmt(c['peak_rss_mb'], ',.0f')} |")
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ def test_shares_and_speedups():
     copy, wait = time_shares(run, 1.0)
     assert copy == pytest.approx(0.02) and wait == pytest.approx(0.1)
     plan = BenchPlan([2], ["sequential", "parallel"], cores=2)
-    row = dict(k=2, startup_seconds=1.0, time_to_quality=float("nan"), copy_share=0.0, wait_share=0.0)
+    row = dict(k=2, startup_seconds=1.0, time_to_quality=float("nan"), copy_share=0.0, wait_share=0.0, peak_rss_mb=1.0)
     rows = {"sequential": [dict(row, seconds_per_round=0.4, updates_per_second=5.0, threads=2, processes=1)],
             "parallel": [dict(row, seconds_per_round=0.25, updates_per_second=8.0, threads=1, processes=4)]}
     seq, par = cells(plan, rows)
@@ -67,6 +67,8 @@ def test_a_tiny_study_end_to_end(tmp_path, leak_check):
         for engine in ("sequential", "parallel"):
             assert f[f"{engine}/seconds_per_round"].shape == (1,) and f[f"{engine}/seconds_per_round"][0] > 0
         assert f.attrs["rounds"] == 20
+        # every process's peak memory, summed: the parallel engine's 5 processes hold more than 1
+        assert f["parallel/peak_rss_mb"][0] > f["sequential/peak_rss_mb"][0] > 50
     assert (out / "bench.png").stat().st_size > 0 and (out / "bench.md").read_text().strip() in table
     again = cli("bench", "--k", "2", "--rounds", "20", "--out", str(out))
     assert again.returncode == 2 and "holds an earlier study" in again.stderr

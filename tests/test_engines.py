@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from sharedgan import TrainConfig, train
+from sharedgan.runtime.buffer import buffer_bytes, slot_fields
 from sharedgan.storage import checkpoint
-from sharedgan.storage.runfile import read_run_file
+from sharedgan.storage.runfile import format_time_breakdown, read_run_file
 
 pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
@@ -56,6 +57,14 @@ def _check_time_breakdown(seq, par, k):
     assert all((seq[f"time/{role}/wait"] == 0).all() for role in ("generator", "discriminator", "classifier"))
     # in lock-step every generator waits for D and C each round, and D waits for the samples
     assert (par["time/generator/wait"] > 0).all() and par["time/discriminator/wait"].sum() > 0
+    # and every process's peak memory (a torch process holds well over 50 MB), the buffer's size
+    peaks = {name: value for name, value in par["attrs"].items() if name.startswith("peak_rss/")}
+    assert set(peaks) == {f"peak_rss/{p}" for p in ["runner", "discriminator", "classifier",
+                                                      *(f"generator-{j}" for j in range(k))]}
+    assert all(value > 50 * 2**20 for value in peaks.values()) and list(seq["attrs"]).count("peak_rss/runner") == 1
+    fields = slot_fields(par["config"]["batch_size"], (2,), par["config"]["eval_samples"])
+    assert par["attrs"]["slot_buffer_bytes"] == seq["attrs"]["slot_buffer_bytes"] == buffer_bytes(fields, k)
+    assert "peak resident memory: runner" in format_time_breakdown(par)
 
 
 def test_k1_is_a_plain_gan_in_both_engines(tmp_path, leak_check):

@@ -25,6 +25,7 @@ from sharedgan.eval.modes import ModeReport, mix, mixture_assignment, mode_repor
 from sharedgan.eval.realness import METRICS as REALNESS_METRICS
 from sharedgan.eval.realness import unreal
 from sharedgan.eval.spread import collapsed, generator_spread, reference_spread
+from sharedgan.runtime.memory import peak_rss
 from sharedgan.storage.files import write_atomic
 from sharedgan.storage.runfile import TIME_PARTS, decode_text, write_run_file
 
@@ -54,6 +55,8 @@ class RunRecorder:
         self.prior_train_seconds = 0.0  # training time of the earlier parts of a resumed run
         self.reports_needed = len(config.roles)
         self.served: dict[str, int] = {}  # engine async: slots each D and C process served (this session)
+        self.peak_rss: dict[str, int] = {}  # process → its peak resident memory, bytes (this session)
+        self.slot_buffer_bytes = 0
         self._reports: dict[int, int] = {}
         self.rounds_completed = 0
         self.started_at = time.time()
@@ -114,6 +117,11 @@ class RunRecorder:
         for part, value in zip(TIME_PARTS, (compute, wait, copy)):
             series, index = s[f"time/{role}/{part}"], ((n, k) if role == "generator" else n)
             series[index] = value + series[index] if add and not np.isnan(series[index]) else value
+
+    def memory(self, process: str, peak: int | None) -> None:
+        """A reading of ``process``'s peak resident memory (bytes; the peak over a respawned role's lives)."""
+        if peak is not None:
+            self.peak_rss[process] = max(peak, self.peak_rss.get(process, 0))
 
     def _count(self, n: int) -> None:
         self._reports[n] = self._reports.get(n, 0) + 1
@@ -361,7 +369,10 @@ class RunRecorder:
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started_at)),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z") if self.status != "running" else "",
             **{f"served/{name}": count for name, count in self.served.items()},
+            "slot_buffer_bytes": self.slot_buffer_bytes,
         }
+        self.memory("runner", peak_rss())
+        attrs.update({f"peak_rss/{name}": peak for name, peak in self.peak_rss.items()})
         ev = self.evals
         data = {name: values[:R] for name, values in self.series.items()}
         data["eval/round"] = np.array([e["round"] for e in ev], dtype=np.int64)

@@ -72,6 +72,7 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
     spec = model_spec(config, recorder.dataset)
     buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
                               devices.buffer_device(config), shared=False)
+    recorder.slot_buffer_bytes = buf.nbytes
     place = partial(devices.role_device, config)
     body = make_body(config, spec).to(place("generator-0")) if config.share_generator_body else None
     generators = [GeneratorRole(config, spec, k, place(f"generator-{k}"), body) for k in range(config.k)]

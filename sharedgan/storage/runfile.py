@@ -9,7 +9,10 @@ run.h5, schema version 2 (every array's first axis is the round, 0-based; NaN wh
 attributes   schema_version, status (running | complete | interrupted | failed), error, config (JSON),
              engine, k, rounds_planned, rounds_completed, startup_seconds, train_seconds,
              eval_seconds, threads_per_process, software versions (sharedgan, python, torch, numpy,
-             pyzmq, libzmq, h5py), host, platform, cpu_count, started_at, finished_at
+             pyzmq, libzmq, h5py), host, platform, cpu_count, started_at, finished_at,
+             slot_buffer_bytes, peak_rss/<process> (bytes: the runner's and every child's peak
+             resident memory, read by the runner from /proc; the max over a respawned role's lives),
+             served/<process> (async: slots each D and C process served)
 loss/discriminator  [R]     −J^D, mean over D's K updates of the round
 loss/classifier     [R]     −J^C head losses, mean over C's K updates (NaN when K = 1)
 loss/generator      [R, K]  J^{G_k} = D term + β_k · C term
@@ -105,7 +108,28 @@ def format_time_breakdown(data: dict) -> str:
         total = sum(means) or 1.0
         label = f"{role} (each)" if role == "generator" else role
         lines.append(f"{label:<15}" + "".join(f"{m * 1e3:11.2f} ms {m / total:4.0%}" for m in means))
-    return "\n".join(lines)
+    memory = format_memory(data.get("attrs", {}))
+    return "\n".join(lines + ([memory] if memory else []))
+
+
+def format_memory(attrs: dict) -> str:
+    """One line: each process's peak resident memory (run.h5's ``peak_rss/<process>`` attributes;
+    generators as a range) and the slot buffer's size; empty for a run that recorded none."""
+    peaks = {name.split("/", 1)[1]: int(v) for name, v in attrs.items() if name.startswith("peak_rss/")}
+    if not peaks:
+        return ""
+    mb = lambda b: f"{b / 2**20:,.0f} MB"  # noqa: E731
+    gens = [v for name, v in peaks.items() if name.startswith("generator-")]
+    others = sorted((name for name in peaks if not name.startswith("generator-")), key=lambda n: (n != "runner", n))
+    parts = [f"{name} {mb(peaks[name])}" for name in others]
+    if gens:
+        low = f"{min(gens) / 2**20:,.0f}–" if mb(min(gens)) != mb(max(gens)) else ""
+        parts.append(f"generators {low}{mb(max(gens))}" + (" each" if len(gens) > 1 else ""))
+    line = f"peak resident memory: {', '.join(parts)}"
+    if len(peaks) > 1:
+        line += f"; {mb(sum(peaks.values()))} in all (pages they share counted in each)"
+    buffer = attrs.get("slot_buffer_bytes")
+    return line + (f"; slot buffer {buffer / 2**20:,.2f} MB" if buffer else "")
 
 
 

@@ -36,6 +36,7 @@ from sharedgan.roles.build import model_spec
 from sharedgan.roles.generator import make_body
 from sharedgan.runtime import devices
 from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer, slot_fields
+from sharedgan.runtime.memory import peak_rss
 from sharedgan.runtime.messages import Endpoints, Kind, Mailbox, Message, Outbox, Role
 from sharedgan.runtime.procgroup import ProcessGroup
 from sharedgan.storage import checkpoint
@@ -72,6 +73,7 @@ class Supervisor:
         # same memory through CUDA IPC handles, which stay valid only while the allocation lives.
         self.buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
                                        devices.buffer_device(config))
+        recorder.slot_buffer_bytes = self.buf.nbytes
         self.token = secrets.token_bytes(16)
         # set once the runner is stopping the run (its own SIGINT/SIGTERM/SIGHUP): a child that got
         # the same signal (sent to the whole group) then knows it was the job's, not its own
@@ -198,7 +200,15 @@ class Supervisor:
                               f"{name} could not write its checkpoint of round {msg.round}: {why}; free "
                               "space (or raise the file-size limit) and resume"))
 
+    def _read_memory(self, names=None) -> None:
+        """Peak resident memory of the children (of ``names``; None: every one running)."""
+        pids = self.group.pids()
+        for name in self.group.running() if names is None else names:
+            if name in pids:
+                self.recorder.memory(name, peak_rss(pids[name]))
+
     def _on_finished(self, msg: Message, name: str) -> None:
+        self._read_memory([self.config.host(name)])  # (its last reading: it exits now)
         self.finished.add(name)
         self.finished_at = time.monotonic()
         self.outbox.send(name, Kind.DISMISSED)
@@ -308,7 +318,7 @@ class Supervisor:
                 self._spawn(name, self.restore)
             log.info("spawned %s", ", ".join(f"{n} ({p})" for n, p in group.pids().items()))
             deadline = time.monotonic() + cfg.startup_timeout
-            next_check = 0.0
+            next_check = next_memory = 0.0
             while len(self.finished) < len(self.processes) or group.running():
                 exited = group.wait([self.inbox.socket], 0.1)
                 self._handle_inbox()
@@ -328,6 +338,9 @@ class Supervisor:
                     if self.failure is not None:
                         break
                     self._check_heartbeats(now)
+                    if now >= next_memory:
+                        next_memory = now + 1.0
+                        self._read_memory()
                 self._check_resync(now)
                 if self.failure is not None:
                     break
