@@ -11,7 +11,10 @@ drift hits them alike); each run is a normal training in ``OUT/runs``. Per cell 
 * time to quality: training seconds until an evaluation first reaches the target (2-D: every mode
   covered and ≥ ``quality`` high-quality samples; images: no generator collapsed or unreal and the
   mixture's precision ≥ ``quality`` × real held-out images'), median over the repeats that reached it;
-* from the time breakdown: the share of a round the roles spent copying slots and waiting.
+* from the time breakdown: the share of a round the roles spent copying slots and waiting, and
+  the engine's limit (:func:`round_limit`: the round's work over the cores, or its busiest
+  process's, whichever is longer) — how far the engine is from what its own work allows;
+* every process's peak resident memory, summed.
 
 Threads: the in-process engines (sequential, batched) get every core (what one process would use), or
 ``--in-process-threads`` (small models can run faster on one thread than on several); each
@@ -47,7 +50,7 @@ IN_PROCESS = ("sequential", "batched")  # one process: it gets every core
 
 
 FIELDS = ("k", "repeat", "seconds_per_round", "updates_per_second", "startup_seconds", "time_to_quality",
-          "copy_share", "wait_share", "threads", "processes", "peak_rss_mb")
+          "copy_share", "wait_share", "threads", "processes", "peak_rss_mb", "limit_seconds_per_round")
 
 
 @dataclass
@@ -139,6 +142,27 @@ def time_shares(run: dict, seconds_per_round: float) -> tuple[float, float]:
     return float(np.mean(copies) / seconds_per_round), float(np.mean(waits) / seconds_per_round)
 
 
+def round_limit(run: dict, engine: str, cores: int) -> float:
+    """The seconds per round an engine could reach from its own time breakdown: the work of a
+    round (every role's compute and copy) spread over the cores, but no faster than its busiest
+    process (in lock-step that is usually C, whose K steps follow one another). In one process
+    (sequential, batched), the whole work. Round 0 (warm-up) is left out."""
+    try:
+        work = {role: run[f"time/{role}/compute"][1:] + run[f"time/{role}/copy"][1:]
+                for role in ("generator", "discriminator", "classifier")}
+    except KeyError:
+        return float("nan")
+    gens, d, c = work["generator"], work["discriminator"], work["classifier"]
+    total = gens.sum(axis=1) + d + np.nan_to_num(c)  # (K = 1: no C)
+    if engine.split(":")[0] in IN_PROCESS:
+        return float(np.nanmean(total))
+    config = run["config"]
+    d_each, c_each = d / config.get("d_replicas", 1), np.nan_to_num(c) / config.get("c_replicas", 1)
+    d_and_c = d_each + c_each if config.get("shared_trunk") else np.maximum(d_each, c_each)  # (one process, or two)
+    busiest = np.maximum(gens.max(axis=1), d_and_c)
+    return float(np.nanmean(np.maximum(total / cores, busiest)))
+
+
 def one_run(plan: BenchPlan, engine: str, k: int, repeat: int, out: Path) -> dict:
     from sharedgan.api import train
     threads = plan.threads(engine, k)
@@ -157,6 +181,7 @@ def measure(plan: BenchPlan, engine: str, k: int, repeat: int, result) -> dict:
     return {"k": k, "repeat": repeat, "seconds_per_round": per_round, "updates_per_second": k / per_round,
             "startup_seconds": result.startup_seconds, "time_to_quality": time_to_quality(run, plan.quality),
             "copy_share": copy, "wait_share": wait, "threads": threads, "processes": plan.processes(engine, k),
+            "limit_seconds_per_round": round_limit(run, engine, plan.cores),
             # every process's peak resident memory, summed (the pages they share counted in each)
             "peak_rss_mb": sum(float(v) for name, v in run["attrs"].items() if name.startswith("peak_rss/")) / 2**20}
 
@@ -234,7 +259,7 @@ def cells(plan: BenchPlan, rows: dict) -> list[dict]:
                         "time_to_quality": statistics.median(reached) if reached else float("nan"),
                         "reached": f"{len(reached)}/{len(mine)}", "copy_share": med("copy_share"),
                         "wait_share": med("wait_share"), "threads": mine[0]["threads"],
-                        "peak_rss_mb": med("peak_rss_mb")})
+                        "peak_rss_mb": med("peak_rss_mb"), "limit": med("limit_seconds_per_round")})
     return out
 
 
@@ -255,13 +280,13 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
         f"{plan.rounds} rounds, {plan.repeats} repeat(s), evaluation every {plan.eval_every} rounds; "
         f"target: {target_text(plan)}",
         "",
-        "| engine | K | threads | s/round | generator updates/s | speedup | efficiency | start-up s "
+        "| engine | K | threads | s/round | its limit | generator updates/s | speedup | efficiency | start-up s "
         "| time to quality s (reached) | copy % | wait % | peak RSS MB (all processes) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells(plan, rows):
         lines.append(
-            f"| {c['engine']} | {c['k']} | {c['threads']} | {c['seconds_per_round']:.4f} "
+            f"| {c['engine']} | {c['k']} | {c['threads']} | {c['seconds_per_round']:.4f} | {_fmt(c['limit'], '.4f')} "
             f"| {c['updates_per_second']:.1f} "
             f"| {c['speedup']:.2f} | {_fmt(c['efficiency'], '.2f')} | {c['startup_seconds']:.1f} "
             f"| {_fmt(c['time_to_quality'], '.1f')} ({c['reached']}) | {_fmt(100 * c['copy_share'], '.1f')} "

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers.cli import cli
-from sharedgan.bench import BenchPlan, cells, engine_settings, time_shares, time_to_quality
+from sharedgan.bench import BenchPlan, cells, engine_settings, round_limit, time_shares, time_to_quality
 
 pytestmark = pytest.mark.processes  # every test here starts processes (see pytest.ini)
 
@@ -34,7 +34,8 @@ def test_shares_and_speedups():
     copy, wait = time_shares(run, 1.0)
     assert copy == pytest.approx(0.02) and wait == pytest.approx(0.1)
     plan = BenchPlan([2], ["sequential", "parallel"], cores=2)
-    row = dict(k=2, startup_seconds=1.0, time_to_quality=float("nan"), copy_share=0.0, wait_share=0.0, peak_rss_mb=1.0)
+    row = dict(k=2, startup_seconds=1.0, time_to_quality=float("nan"), copy_share=0.0, wait_share=0.0, peak_rss_mb=1.0,
+               limit_seconds_per_round=0.1)
     rows = {"sequential": [dict(row, seconds_per_round=0.4, updates_per_second=5.0, threads=2, processes=1)],
             "parallel": [dict(row, seconds_per_round=0.25, updates_per_second=8.0, threads=1, processes=4)]}
     seq, par = cells(plan, rows)
@@ -69,6 +70,8 @@ def test_a_tiny_study_end_to_end(tmp_path, leak_check):
         assert f.attrs["rounds"] == 20
         # every process's peak memory, summed: the parallel engine's 5 processes hold more than 1
         assert f["parallel/peak_rss_mb"][0] > f["sequential/peak_rss_mb"][0] > 50
+        # its own work bounds the sequential engine from below (a round also holds the runner's bookkeeping)
+        assert 0 < f["sequential/limit_seconds_per_round"][0] <= f["sequential/seconds_per_round"][0]
     assert (out / "bench.png").stat().st_size > 0 and (out / "bench.md").read_text().strip() in table
     again = cli("bench", "--k", "2", "--rounds", "20", "--out", str(out))
     assert again.returncode == 2 and "holds an earlier study" in again.stderr
@@ -123,3 +126,18 @@ def test_ctrl_c_during_a_study_keeps_what_it_measured(tmp_path, leak_check):
         assert f["sequential/seconds_per_round"].shape == (1,) and f["sequential/seconds_per_round"][0] > 0
         assert f["parallel/seconds_per_round"].shape == (0,)
     assert "| sequential | 2 |" in (out / "bench.md").read_text() and "| sequential | 2 |" in stdout
+
+
+def test_the_limit_is_the_work_over_the_cores_or_the_busiest_process():
+    R = 3  # rounds; round 0 (warm-up) is left out
+    run = {"time/generator/compute": np.full((R, 4), 0.01), "time/generator/copy": np.zeros((R, 4)),
+           "time/discriminator/compute": np.full(R, 0.02), "time/discriminator/copy": np.full(R, 0.01),
+           "time/classifier/compute": np.full(R, 0.09), "time/classifier/copy": np.full(R, 0.01),
+           "config": {"d_replicas": 1, "c_replicas": 1}}
+    assert round_limit(run, "sequential", 2) == pytest.approx(0.04 + 0.03 + 0.10)  # one process: all the work
+    assert round_limit(run, "parallel", 2) == pytest.approx(0.10)  # C is busier than 0.17 over 2 cores
+    assert round_limit(run, "parallel", 1) == pytest.approx(0.17)  # one core: the work
+    run["config"] = {"d_replicas": 1, "c_replicas": 2}  # C's work over its 2 processes: the cores bound
+    assert round_limit(run, "async:r2", 2) == pytest.approx(0.085)
+    run["config"] = {"shared_trunk": True}  # C in D's process: that one process does both
+    assert round_limit(run, "parallel", 4) == pytest.approx(0.13)
