@@ -146,7 +146,8 @@ def round_limit(run: dict, engine: str, cores: int) -> float:
     """The seconds per round an engine could reach from its own time breakdown: the work of a
     round (every role's compute and copy) spread over the cores, but no faster than its busiest
     process (in lock-step that is usually C, whose K steps follow one another). In one process
-    (sequential, batched), the whole work. Round 0 (warm-up) is left out."""
+    (sequential, batched), the whole work. The median over rounds: round 0 (warm-up) is left out,
+    and evaluation rounds, whose generators also draw the evaluation samples, do not weigh in."""
     try:
         work = {role: run[f"time/{role}/compute"][1:] + run[f"time/{role}/copy"][1:]
                 for role in ("generator", "discriminator", "classifier")}
@@ -155,12 +156,12 @@ def round_limit(run: dict, engine: str, cores: int) -> float:
     gens, d, c = work["generator"], work["discriminator"], work["classifier"]
     total = gens.sum(axis=1) + d + np.nan_to_num(c)  # (K = 1: no C)
     if engine.split(":")[0] in IN_PROCESS:
-        return float(np.nanmean(total))
+        return float(np.nanmedian(total))
     config = run["config"]
     d_each, c_each = d / config.get("d_replicas", 1), np.nan_to_num(c) / config.get("c_replicas", 1)
     d_and_c = d_each + c_each if config.get("shared_trunk") else np.maximum(d_each, c_each)  # (one process, or two)
     busiest = np.maximum(gens.max(axis=1), d_and_c)
-    return float(np.nanmean(np.maximum(total / cores, busiest)))
+    return float(np.nanmedian(np.maximum(total / cores, busiest)))
 
 
 def one_run(plan: BenchPlan, engine: str, k: int, repeat: int, out: Path) -> dict:
