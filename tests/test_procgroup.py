@@ -7,6 +7,7 @@ from multiprocessing import forkserver
 import pytest
 
 from helpers.procs import idle
+from sharedgan.runtime import procgroup
 from sharedgan.runtime.procgroup import ProcessGroup
 
 pytestmark = pytest.mark.processes  # (see pytest.ini)
@@ -40,6 +41,8 @@ def test_a_lost_fork_server_is_reported_and_replaced(tmp_path, leak_check, when)
             group.spawn("b", idle, (60,), str(tmp_path / "b.log"))
             assert group.lost_server() == f"the fork server (pid {server}) exited"
         assert group.lost_server() is None  # once
+        procgroup._server_exit(os.getpid())  # the servers' exit handler, in the runner: it must not act
+        assert os.path.isdir(group.folder)
         renewed = forkserver._forkserver._forkserver_pid
         assert renewed not in (None, server)
         assert sorted(group.running()) == ["a", "b"] and group.reap() == []  # nobody died with the server

@@ -93,10 +93,12 @@ def test_respawn_of_a_hung_role(launch, leak_check):
     assert math.isfinite(data["loss/classifier"][-1])
 
 
-def _fork_server(runner: int) -> int:
-    """The pid of the runner's fork server (its child that runs multiprocessing.forkserver)."""
+def _fork_server(job) -> int:
+    """The pid of the runner's fork server: its child that runs multiprocessing.forkserver (and no
+    role: roles a lost server left behind are the runner's children now, with the server's cmdline)."""
+    runner, roles = job.proc.pid, set(job.pids().values())
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+        if entry.name.isdigit() and int(entry.name) not in roles:
             try:
                 stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 cmdline = (entry / "cmdline").read_bytes()
@@ -117,7 +119,7 @@ def test_a_killed_fork_server_takes_no_role_down(launch, leak_check, policy):
     job = launch(*RESPAWN[:-6], "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "20",
                  "--on-failure", policy)
     job.wait_for_log("training started")
-    server = _fork_server(job.proc.pid)
+    server = _fork_server(job)
     before = _latest_round(job.out)
     os.kill(server, signal.SIGKILL)  # as the OOM killer would
     job.wait_for_log(f"the fork server (pid {server}) was killed by SIGKILL", timeout=30)
@@ -126,7 +128,7 @@ def test_a_killed_fork_server_takes_no_role_down(launch, leak_check, policy):
         job.signal("generator-1", signal.SIGKILL)
         job.wait_for_log("generator-1 back; every role restarts at round", timeout=60)
         roles.append("generator-1")
-        assert _fork_server(job.proc.pid) != server
+        assert _fork_server(job) != server
     deadline = time.monotonic() + 60  # two checkpoints on: rounds trained after the server's death
     while _latest_round(job.out) < before + 40 and time.monotonic() < deadline and job.proc.poll() is None:
         time.sleep(0.05)

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import logging
 import os
@@ -149,7 +150,9 @@ def _subreaper() -> int:
 
 
 def _readable(fd: int) -> bool:
-    return bool(select.select([fd], [], [], 0)[0])
+    poll = select.poll()  # (not select.select: a pidfd may be numbered above 1024)
+    poll.register(fd, select.POLLIN)
+    return bool(poll.poll(0))
 
 
 def _pidfd(pid: int) -> int | None:
@@ -192,7 +195,10 @@ def _server_exit(server_pid: int = os.getpid()) -> None:
     OOM killer) runs none of this: its children go on under their runner. Children forked from
     the server inherit the registration and skip it (another pid)."""
     address = getattr(forkserver._forkserver, "_forkserver_address", None)
-    if os.getpid() != server_pid or not isinstance(address, str) \
+    # (in the runner, which imports this module too, the address is set while its server runs:
+    # but there the server's pid is set too, and the runner's children are not this handler's)
+    if os.getpid() != server_pid or forkserver._forkserver._forkserver_pid is not None \
+            or not isinstance(address, str) \
             or not os.path.basename(os.path.dirname(address)).startswith(SERVER_DIR_PREFIX):
         return
     for pid in _children(server_pid):
@@ -262,9 +268,10 @@ class ProcessGroup:
             self._server_fd = None
         self.server_dir = None
 
-    def lost_server(self) -> str | None:
+    def lost_server(self, replace: bool = True) -> str | None:
         """If this run's fork server died since the last call, a line saying how. Its children go
-        on (they are this process's now); the next :meth:`spawn` starts a new server."""
+        on (they are this process's now); a new server starts (``replace``), else the next
+        :meth:`spawn` starts one."""
         if self._server_fd is None or not _readable(self._server_fd):
             return None
         pid = self._server_pid
@@ -279,6 +286,12 @@ class ProcessGroup:
         self._server_fd = None
         if forkserver._forkserver._forkserver_pid == pid:
             self._forget_server()
+            if not replace:
+                return f"the fork server (pid {pid}) {how}"
+            # a new one at once, not at the next start: its exit removes the run's folder should
+            # the runner be killed later
+            with self._starting():
+                self._start_server()
         else:  # multiprocessing started a new one meanwhile (in the same folder): watch that one
             self._watch_server()
         return f"the fork server (pid {pid}) {how}"
@@ -307,6 +320,26 @@ class ProcessGroup:
                 _prctl(PR_SET_CHILD_SUBREAPER, self._was_subreaper)
                 self._was_subreaper = None
 
+    @contextlib.contextmanager
+    def _starting(self):
+        """While a child or the fork server starts: the run's marker in the environment (inherited
+        by it, never by anyone else), and the job's signals blocked. A terminal's Ctrl-C (and
+        timeout's, systemd's, SLURM's SIGTERM, a closed terminal's SIGHUP) reaches the whole
+        process group; the fork server and every child start with them *blocked* (the mask
+        survives fork and exec; prepare_child then ignores them), while one sent to the runner in
+        this window is only held back, not lost."""
+        previous = os.environ.get(RUN_ENV)
+        os.environ[RUN_ENV] = self.run_id
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            if previous is None:
+                os.environ.pop(RUN_ENV, None)
+            else:
+                os.environ[RUN_ENV] = previous
+
     def spawn(self, name: str, target: Callable, args: tuple, log: str) -> BaseProcess:
         """Start ``name`` (again, if an earlier process of that name has exited and was reaped)."""
         if name in self.procs:
@@ -317,23 +350,10 @@ class ProcessGroup:
         # multiprocessing starts its resource tracker at the first spawn; start it first, so the
         # interpreter-wide tracker never carries this run's marker
         resource_tracker.ensure_running()
-        previous = os.environ.get(RUN_ENV)
-        os.environ[RUN_ENV] = self.run_id  # inherited by the child (and the fork server), never by anyone else
-        # A terminal's Ctrl-C (and timeout's, systemd's, SLURM's SIGTERM, a closed terminal's
-        # SIGHUP) reaches the whole process group. The fork server and every child start with
-        # them *blocked* (the mask survives fork and exec; prepare_child then ignores them), while
-        # one sent to the runner in this window is only held back, not lost.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, JOB_SIGNALS)
-        try:
+        with self._starting():
             self._start_server()
             proc = self.context.Process(target=target, args=args, name=name, daemon=True)
             proc.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            if previous is None:
-                os.environ.pop(RUN_ENV, None)
-            else:
-                os.environ[RUN_ENV] = previous
         self.procs[name], self.logs[name] = proc, log
         self._pidfds[name] = _pidfd(proc.pid)
         if self.start_method == "forkserver":
@@ -373,12 +393,14 @@ class ProcessGroup:
     def _exit_code(self, name: str) -> int | None:
         """The exit code of a child that has exited (negative: the signal that killed it)."""
         proc = self.procs[name]
-        if name in self._served:
-            # a lost server's child is ours now (subreaper): its status is ours to collect
+        fd = self._pidfds[name]
+        if name in self._served and fd is not None and hasattr(os, "P_PIDFD"):
+            # a lost server's child is ours now (subreaper): its status is ours to collect (by
+            # pidfd, so never the status of another child that took a reused pid)
             try:
-                pid, status = os.waitpid(proc.pid, os.WNOHANG)
-                if pid == proc.pid:
-                    return os.waitstatus_to_exitcode(status)
+                info = os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOHANG)
+                if info is not None:
+                    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
             except ChildProcessError:  # the server's child: it reports the status down the sentinel
                 pass
         proc.join(5.0)
@@ -401,16 +423,20 @@ class ProcessGroup:
         """SIGKILL one child (a hung one); it is reaped like any other exit."""
         if name not in self.exited and not self._has_exited(name):
             fd = self._pidfds[name]
-            if fd is not None:  # (by pidfd: never another process that took a reaped pid)
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-            else:
-                self.procs[name].kill()
+            try:
+                if fd is not None:  # (by pidfd: never another process that took a reaped pid)
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                else:
+                    self.procs[name].kill()
+            except ProcessLookupError:  # it exited (and was reaped) meanwhile
+                pass
 
     def running(self) -> list[str]:
         return [n for n in self.procs if n not in self.exited and not self._has_exited(n)]
 
     def _wait_all(self, deadline: float) -> None:
         while self.running() and time.monotonic() < deadline:
+            self.lost_server(replace=False)  # (a dead server's pidfd stays readable until then: no busy loop)
             self.wait((), max(0.0, min(0.05, deadline - time.monotonic())))
 
     def shutdown(self, grace: float = 2.0, ask: Callable[[], None] | None = None) -> None:
