@@ -55,7 +55,8 @@ RESPAWN = TINY + ["--k", "3", "--rounds", "160", "--eval-every", "40", "--checkp
                   "--on-failure", "respawn"]
 
 
-@pytest.mark.parametrize("process, point", [("generator-1", "slot-write"), ("discriminator", "validation-write"),
+@pytest.mark.parametrize("process, point", [("generator-1", "slot-write"),
+                                            pytest.param("discriminator", "validation-write", marks=pytest.mark.slow),
                                             ("classifier", "checkpoint-write")])
 def test_respawn_brings_a_killed_role_back(launch, leak_check, process, point):
     job = launch(*RESPAWN, env={"SHAREDGAN_FAULT": f"{process}:{point}:{99 if point == 'checkpoint-write' else 75}"})
@@ -114,7 +115,8 @@ def _latest_round(out) -> int:
     return -1 if latest is None else checkpoint.round_of(latest)
 
 
-@pytest.mark.parametrize("policy", ["respawn", "stop"])
+# (the stop policy's case is the same mechanism without the respawn: behind -m slow, to keep CI short)
+@pytest.mark.parametrize("policy", ["respawn", pytest.param("stop", marks=pytest.mark.slow)])
 def test_a_killed_fork_server_takes_no_role_down(launch, leak_check, policy):
     job = launch(*RESPAWN[:-6], "--rounds", "100000", "--eval-every", "100000", "--checkpoint-every", "20",
                  "--on-failure", policy)
