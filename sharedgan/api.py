@@ -15,7 +15,8 @@ from sharedgan.errors import ConfigError, FactoryError
 from sharedgan.models.spec import factory_reference
 from sharedgan.roles.build import dataset_of, make_model, model_spec
 from sharedgan.roles.generator import make_body
-from sharedgan.runtime.buffer import buffer_bytes, slot_fields
+from sharedgan.roles.teacher import teacher_of
+from sharedgan.runtime.buffer import buffer_bytes, fields_of
 from sharedgan.runtime.interrupts import StopSignals
 from sharedgan.storage import checkpoint, rundir
 from sharedgan.storage.runfile import read_run_file
@@ -59,6 +60,8 @@ def _check_factories(config: TrainConfig) -> None:
         config.cache_dir = str(Path(config.cache_dir).resolve())
     if config.images and Path(config.dataset).exists():
         config.dataset = str(Path(config.dataset).resolve())
+    if config.teacher is not None:
+        config.teacher = str(Path(config.teacher).resolve())
     for role in ("generator", "discriminator", "classifier"):
         name = f"{role}_factory"
         try:
@@ -72,6 +75,8 @@ def _check_factories(config: TrainConfig) -> None:
             make_model(config, role, spec)
         if config.share_generator_body:
             make_body(config, spec)
+        if config.teacher_weight:  # (a --teacher file that does not fit is refused here, in one line)
+            teacher_of(config, spec.sample_shape)
     except FactoryError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -81,7 +86,7 @@ def _check_memory(config: TrainConfig, spec) -> None:
     would fail, or swap the machine to a halt, only after the run directory was made)."""
     if config.device != "cpu" or config.devices:
         return  # (the buffer lives on the GPU: its allocation says so itself)
-    need = buffer_bytes(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k)
+    need = buffer_bytes(fields_of(config, spec.sample_shape), config.k)
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -134,9 +139,15 @@ def _resume_point(config: TrainConfig, run_dir: Path) -> tuple[Path, dict]:
         manifest = checkpoint.check_compatible(found, fingerprint(config), config.roles)
         spec = model_spec(config)
         for name in config.roles:
-            role = name.split("-")[0]
+            role, state = name.split("-")[0], checkpoint.load_role(found, name)
+            if role == "teacher":  # the teacher's model, and its distiller's (a discriminator)
+                teacher_of(config, spec.sample_shape).load_state_dict(state["model"])
+                if config.teacher_term == "adversarial":
+                    make_model(config, "discriminator", spec, stream_name="distiller").load_state_dict(
+                        state["distiller"]["model"])
+                continue
             net = make_model(config, role, spec, int(name.split("-")[1]) if role == "generator" else 0)
-            net.load_state_dict(checkpoint.load_role(found, name)["model"])
+            net.load_state_dict(state["model"])
     except checkpoint.CheckpointError as exc:
         raise ConfigError(str(exc)) from None
     except (RuntimeError, KeyError) as exc:

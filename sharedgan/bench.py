@@ -154,13 +154,14 @@ def round_limit(run: dict, engine: str, cores: int) -> float:
     except KeyError:
         return float("nan")
     gens, d, c = work["generator"], work["discriminator"], work["classifier"]
-    total = gens.sum(axis=1) + d + np.nan_to_num(c)  # (K = 1: no C)
+    t = (run["time/teacher/compute"][1:] + run["time/teacher/copy"][1:]) if "time/teacher/compute" in run else 0 * d
+    total = gens.sum(axis=1) + d + np.nan_to_num(c) + t  # (K = 1: no C)
     if engine.split(":")[0] in IN_PROCESS:
         return float(np.nanmedian(total))
     config = run["config"]
     d_each, c_each = d / config.get("d_replicas", 1), np.nan_to_num(c) / config.get("c_replicas", 1)
     d_and_c = d_each + c_each if config.get("shared_trunk") else np.maximum(d_each, c_each)  # (one process, or two)
-    busiest = np.maximum(gens.max(axis=1), d_and_c)
+    busiest = np.maximum(np.maximum(gens.max(axis=1), d_and_c), t)  # (T: a process of its own)
     return float(np.nanmedian(np.maximum(total / cores, busiest)))
 
 

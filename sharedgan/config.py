@@ -78,6 +78,7 @@ SDECONV_FACTORIES = {False: "sharedgan.models.mlp:sdeconv_mlp_generator",
 
 TENSORBOARD = ("auto", "on", "off")  # --tensorboard: mirror run.h5 into RUN/tensorboard/ (sharedgan.board)
 FEATURE_MATCHING = ("off", "replace", "add")  # the generator's D term: as is, replaced by or plus feature matching
+TEACHER_TERMS = ("adversarial", "likelihood")  # --teacher-term: D_T's term, or the teacher's exact −log p_T
 
 
 def setting(default, help: str, *, choices: tuple[str, ...] | None = None, path: bool = False, resumable: bool = False,
@@ -183,6 +184,26 @@ class TrainConfig:
     ema: float = setting(
         0.0, "Decay of an exponential moving average of each generator's weights, which evaluation and sample use "
         "(e.g. 0.999; warmed up as min(decay, (1 + t)/(10 + t)) over t steps); 0 = off.")
+    # HGAN's teacher (docs/math.md): an explicit likelihood model distilled into the generators
+    teacher_weight: float = setting(
+        0.0, "γ: each generator also minimises γ × the teacher's term (HGAN): a teacher role T (an autoregressive "
+        "density model trained by maximum likelihood on the data) and its distiller D_T run beside D and C; "
+        "0 = no teacher.", fingerprint=True)
+    teacher_term: str = setting(
+        "adversarial", "The teacher's term of J^{G_k}: adversarial: D_T, a discriminator between teacher samples and "
+        "slot k, gives it as D gives its term; likelihood: −log p_T(G_k(z)) through the teacher's exact density "
+        "(2-D data).", choices=TEACHER_TERMS, fingerprint=True)
+    teacher: str | None = setting(
+        None, "A teacher trained before ('sharedgan teacher ... --out T.pt'): loaded at the start and kept fixed "
+        "[default: the teacher trains from scratch, one step per round].", path=True)
+    teacher_width: int | None = setting(
+        None, "The teacher's width: the MLP of the 2-D mixture-density network [default 128], the PixelCNN's "
+        "channels for images [default 32].", fingerprint=True)
+    teacher_components: int = setting(16, "Mixture components of each factor of the 2-D teacher.", fingerprint=True)
+    teacher_sample_every: int = setting(
+        1, "Rounds between fresh teacher samples (a PixelCNN draws a pixel at a time: slow); in between D_T reuses "
+        "the last ones.")
+    lr_teacher: float = setting(1e-3, "The teacher's learning rate (maximum likelihood, Adam).")
     virtual_batch_norm: bool = setting(
         False, "Virtual batch norm in the built-in generators: statistics of a reference batch fixed at the start, "
         "plus the sample.")
@@ -294,9 +315,10 @@ class TrainConfig:
 
     @property
     def roles(self) -> list[str]:
-        """Every role of the run: generator-0..K-1, discriminator, and classifier when K > 1."""
+        """Every role of the run: generator-0..K-1, discriminator, classifier when K > 1, and the
+        teacher (with its distiller) when --teacher-weight > 0."""
         names = [f"generator-{k}" for k in range(self.k)] + ["discriminator"]
-        return names + (["classifier"] if self.k > 1 else [])
+        return names + (["classifier"] if self.k > 1 else []) + (["teacher"] if self.teacher_weight else [])
 
     @property
     def replicas(self) -> list[str]:
@@ -336,6 +358,8 @@ class TrainConfig:
             self.noise_dim = 100 if self.images else 2
         if self.eval_samples is None:
             self.eval_samples = 64 if self.images else 2500
+        if self.teacher_width is None:
+            self.teacher_width = 32 if self.images else 128
         if self.beta0 is None:
             # A larger initial β spreads the generators over the modes before they settle: with PGAN's
             # β0 = 1, grid25 at K = 25 leaves a corner mode unclaimed (docs/reproduce-2d). Images keep
@@ -389,12 +413,26 @@ class TrainConfig:
         need(not (self.engine == "async" and self.on_failure == "respawn"),
              "--on-failure respawn works with --engine parallel; the async engine stops on a failure "
              "(resume it with --resume)")
-        for role in ("generator", "discriminator", "classifier"):
+        need(isinstance(self.teacher_weight, (int, float)) and not isinstance(self.teacher_weight, bool)
+             and self.teacher_weight >= 0,
+             f"--teacher-weight is a weight γ ≥ 0 (0 = no teacher), got {self.teacher_weight!r}")
+        need(not (self.teacher_weight and self.engine == "async"),
+             "--teacher-weight works with --engine sequential, batched or parallel (the teacher's distiller serves "
+             "every slot of a round in order, as D does; the async engine's dispatch has no place for it yet)")
+        need(not (self.teacher_weight and self.teacher_term == "likelihood" and self.images),
+             "--teacher-term likelihood needs a density differentiable in x, which the teacher has for 2-D data; the "
+             "PixelCNN's likelihood is of 256 discrete levels per pixel: use --teacher-term adversarial for images")
+        need(self.teacher is None or bool(self.teacher_weight),
+             "--teacher loads a teacher for --teacher-weight γ > 0; give a weight too (e.g. --teacher-weight 1)")
+        need(self.teacher is None or (isinstance(self.teacher, str) and self.teacher.strip() != ""),
+             f"--teacher must be the path of a teacher file, got {self.teacher!r}")
+        for role in ("generator", "discriminator", "classifier", "teacher"):
             lr = getattr(self, f"lr_{role}")
             need(isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0, f"--lr-{role} must be > 0, got {lr!r}")
         for name in ("rounds", "batch_size", "noise_dim", "hidden", "width", "threads", "eval_every", "eval_samples",
                      "checkpoint_every", "keep_checkpoints", "ring_modes", "grid_side",
-                     "minibatch_kernel_dim", "bank", "stochastic_layers"):
+                     "minibatch_kernel_dim", "bank", "stochastic_layers", "teacher_width", "teacher_components",
+                     "teacher_sample_every"):
             value = getattr(self, name)
             need(isinstance(value, int) and value >= 1,
                  f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
@@ -521,5 +559,7 @@ FINGERPRINT_FIELDS = marked("fingerprint")
 
 
 def fingerprint(config: TrainConfig) -> dict:
-    """The values of ``config``'s :data:`FINGERPRINT_FIELDS`, as a checkpoint's manifest records them."""
-    return {name: getattr(config, name) for name in FINGERPRINT_FIELDS}
+    """The values of ``config``'s :data:`FINGERPRINT_FIELDS`, as a checkpoint's manifest records them;
+    the teacher's only with a teacher, so a run made before the teacher existed has the same one."""
+    teacher = bool(config.teacher_weight)
+    return {name: getattr(config, name) for name in FINGERPRINT_FIELDS if teacher or not name.startswith("teacher_")}

@@ -21,6 +21,7 @@ RESUMABLE_BEFORE = ("engine", "threads", "eval_every", "checkpoint_every", "keep
 FINGERPRINT_BEFORE = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "width", "generator_factory",
                       "discriminator_factory", "classifier_factory", "optimizer_generator", "optimizer_discriminator",
                       "optimizer_classifier")
+TEACHER_FINGERPRINT = ("teacher_weight", "teacher_term", "teacher_width", "teacher_components")  # with a teacher
 
 
 def options_by_field():
@@ -64,13 +65,18 @@ def test_launch_options_follow_the_fields_with_lr_before_the_learning_rates():
 
 def test_resumable_and_fingerprint_are_what_they_were():
     assert set(RESUMABLE) == set(RESUMABLE_BEFORE) and len(RESUMABLE) == len(RESUMABLE_BEFORE)
-    assert set(FINGERPRINT_FIELDS) == set(FINGERPRINT_BEFORE) and len(FINGERPRINT_FIELDS) == len(FINGERPRINT_BEFORE)
+    before = FINGERPRINT_BEFORE + TEACHER_FINGERPRINT
+    assert set(FINGERPRINT_FIELDS) == set(before) and len(FINGERPRINT_FIELDS) == len(before)
     assert not set(RESUMABLE) & set(FINGERPRINT_FIELDS)
 
 
 def test_fingerprint_is_the_same_dict():
+    """Without a teacher, the manifest's fingerprint is what it was before the teacher existed, so
+    every earlier run still resumes; with one, the teacher's settings join it."""
     config = TrainConfig(k=3, dataset="mnist", optimizer_classifier="sgd").validate()
     assert fingerprint(config) == {name: getattr(config, name) for name in FINGERPRINT_BEFORE}
+    taught = TrainConfig(k=3, teacher_weight=0.5).validate()
+    assert fingerprint(taught) == {name: getattr(taught, name) for name in FINGERPRINT_BEFORE + TEACHER_FINGERPRINT}
 
 
 def test_a_run_config_json_loads_back():

@@ -96,22 +96,53 @@ def _mean_std(values, fmt):
     return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
+def summary_cells(rows: list[dict]) -> str:
+    """A row's cells from its rounds to its goal count: rounds, seeds, modes, high quality, KL, goal."""
+    goal = GOAL_HIGH_QUALITY[rows[0]["dataset"]]
+    reached = sum(r["modes"] == r["num_modes"] and r["high_quality"] >= goal for r in rows)
+    return (f"{rows[0]['rounds']} | {len(rows)} | "
+            f"{_mean_std([r['modes'] for r in rows], '.1f')}/{rows[0]['num_modes']} | "
+            f"{_mean_std([100 * r['high_quality'] for r in rows], '.1f')} | "
+            f"{_mean_std([r['kl'] for r in rows], '.3f')} | {reached}/{len(rows)}")
+
+
 def table(results: dict[str, list[dict]]) -> str:
     lines = ["| experiment | what | rounds | seeds | modes covered | high quality % "
              "| KL(p̂‖uniform) | goal reached | train s (mean) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, rows in results.items():
-        if not rows:
-            continue
-        goal = GOAL_HIGH_QUALITY[rows[0]["dataset"]]
-        reached = sum(r["modes"] == r["num_modes"] and r["high_quality"] >= goal for r in rows)
-        lines.append(
-            f"| {name} | {EXPERIMENTS[name][0]} | {rows[0]['rounds']} | {len(rows)} | "
-            f"{_mean_std([r['modes'] for r in rows], '.1f')}/{rows[0]['num_modes']} | "
-            f"{_mean_std([100 * r['high_quality'] for r in rows], '.1f')} | "
-            f"{_mean_std([r['kl'] for r in rows], '.3f')} | "
-            f"{reached}/{len(rows)} | {statistics.mean(r['train_seconds'] for r in rows):.0f} |")
+        if rows:
+            lines.append(f"| {name} | {EXPERIMENTS[name][0]} | {summary_cells(rows)} | "
+                         f"{statistics.mean(r['train_seconds'] for r in rows):.0f} |")
     return "\n".join(lines)
+
+
+def final_samples(results: dict[str, list[dict]], runs: Path, target: Path, columns: int = 4) -> bool:
+    """One panel per row: the final samples of its first seed. False if no row has finished."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sharedgan.plots import draw_mixture
+    from sharedgan.storage.runfile import read_run_file
+    done = [(name, rows[0]) for name, rows in results.items() if rows]
+    if not done:
+        return False
+    cols = min(columns, len(done))
+    rows_n = math.ceil(len(done) / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 3.4 * rows_n), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, r) in zip(axes.flat, done):
+        data = read_run_file(runs / name / f"seed{r['seed']}" / "run.h5")
+        ax.set_axis_on()
+        draw_mixture(ax, data["data/centers"], data["eval/samples"][-1], data["eval/generator"][-1],
+                     int(data["attrs"]["k"]), f"{name} (seed {r['seed']})\n{r['modes']}/{r['num_modes']} modes, "
+                                              f"{r['high_quality']:.1%} hq")
+    fig.tight_layout()
+    fig.savefig(target, dpi=90)
+    plt.close(fig)
+    return True
 
 
 def figures(results: dict[str, list[dict]], runs: Path, out: Path) -> list[Path]:
@@ -121,28 +152,11 @@ def figures(results: dict[str, list[dict]], runs: Path, out: Path) -> list[Path]
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from sharedgan.plots import draw_mixture, plot_run
+    from sharedgan.plots import plot_run
     from sharedgan.storage.runfile import read_run_file
 
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    done = [(name, rows[0]) for name, rows in results.items() if rows]
-    if done:
-        cols = min(4, len(done))
-        rows_n = math.ceil(len(done) / cols)
-        fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 3.4 * rows_n), squeeze=False)
-        for ax in axes.flat:
-            ax.set_axis_off()
-        for ax, (name, r) in zip(axes.flat, done):
-            data = read_run_file(runs / name / f"seed{r['seed']}" / "run.h5")
-            ax.set_axis_on()
-            draw_mixture(ax, data["data/centers"], data["eval/samples"][-1], data["eval/generator"][-1],
-                    int(data["attrs"]["k"]), f"{name} (seed {r['seed']})\n{r['modes']}/{r['num_modes']} modes, "
-                                              f"{r['high_quality']:.1%} hq")
-        fig.tight_layout()
-        fig.savefig(out / "final_samples.png", dpi=90)
-        plt.close(fig)
-        written.append(out / "final_samples.png")
+    written = [out / "final_samples.png"] if final_samples(results, runs, out / "final_samples.png") else []
     for name in ("pgan-fig2", "mgan-fig2", "pgan-fig3"):
         if results.get(name):
             run_dir = runs / name / f"seed{results[name][0]['seed']}"
@@ -167,6 +181,20 @@ def figures(results: dict[str, list[dict]], runs: Path, out: Path) -> list[Path]
         plt.close(fig)
         written.append(out / "pgan-fig3_tables.png")
     return written
+
+
+def train_all(run, jobs: list, results: dict[str, list[dict]], processes: int) -> None:
+    """``run(job)`` for every job, a fresh process each, ``processes`` at a time; each result goes
+    to its row of ``results`` as it comes (printed), then every row is put in seed order."""
+    print(f"{len(jobs)} runs to train, {sum(map(len, results.values()))} already done", flush=True)
+    with ProcessPoolExecutor(processes, max_tasks_per_child=1) as pool:
+        for done in as_completed([pool.submit(run, job) for job in jobs]):
+            r = done.result()
+            results[r["name"]].append(r)
+            print(f"{r['name']} seed {r['seed']}: {r['modes']}/{r['num_modes']} modes, {r['high_quality']:.1%} hq, "
+                  f"KL {r['kl']:.3f}, {r['train_seconds']:.0f} s", flush=True)
+    for rows in results.values():
+        rows.sort(key=lambda r: r["seed"])
 
 
 def main():
@@ -195,16 +223,7 @@ def main():
                 results[name].append(json.loads(saved.read_text()))
             elif not args.report_only:
                 jobs.append((name, seed, runs / name / f"seed{seed}", args.rounds))
-    print(f"{len(jobs)} runs to train, {sum(map(len, results.values()))} already done", flush=True)
-    with ProcessPoolExecutor(args.jobs, max_tasks_per_child=1) as pool:  # a fresh process per run
-        futures = {pool.submit(run_one, job): job for job in jobs}
-        for done in as_completed(futures):
-            r = done.result()
-            results[r["name"]].append(r)
-            print(f"{r['name']} seed {r['seed']}: {r['modes']}/{r['num_modes']} modes, {r['high_quality']:.1%} hq, "
-                  f"KL {r['kl']:.3f}, {r['train_seconds']:.0f} s", flush=True)
-    for rows in results.values():
-        rows.sort(key=lambda r: r["seed"])
+    train_all(run_one, jobs, results, args.jobs)
     out.mkdir(parents=True, exist_ok=True)
     pictures = figures(results, runs, out / "figures")
     text = ("# 2-D reproductions\n\nProduced by `python examples/studies/reproduce_2d.py` "

@@ -1,4 +1,4 @@
-"""The ``sharedgan`` command line: launch, sample, eval, compare, tensorboard, bench, data.
+"""The ``sharedgan`` command line: launch, sample, eval, compare, tensorboard, bench, data, teacher.
 
 Exit codes: 0 done, 1 failure during the run, 2 bad input, 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP.
 Bad input is reported in one line, without a traceback, before anything is written.
@@ -21,6 +21,7 @@ from sharedgan.cli.data import data
 from sharedgan.cli.eval import eval_
 from sharedgan.cli.launch import LAST_RUN, launch
 from sharedgan.cli.sample import sample
+from sharedgan.cli.teacher import teacher
 from sharedgan.cli.tensorboard import tensorboard
 from sharedgan.errors import ConfigError, FactoryError
 
@@ -42,10 +43,11 @@ def cli():
     sharedgan tensorboard RUN             # TensorBoard files of a finished run (launch mirrors as it trains)
     sharedgan data cifar10 --data-dir ~/data --png cifar10.png
     sharedgan bench --k 2,4,8 --out bench    # the engines against the sequential baseline
+    sharedgan teacher --dataset ring8 --out T.pt   # HGAN's teacher, trained once (launch --teacher T.pt)
     """
 
 
-for _command in (launch, sample, eval_, compare, tensorboard, bench, data):
+for _command in (launch, sample, eval_, compare, tensorboard, bench, data, teacher):
     cli.add_command(_command)
 
 

@@ -27,6 +27,13 @@ class GaussianMixture:
     def sample_shape(self) -> tuple[int, ...]:
         return (self.centers.shape[1],)
 
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact log density [n] of x [n, dim], in nats (the floor of any model's NLL)."""
+        d = self.centers.shape[1]
+        squared = ((x.unsqueeze(1) - self.centers.to(x)) ** 2).sum(-1) / (self.std ** 2)
+        log_normal = -0.5 * squared - d * math.log(self.std) - 0.5 * d * math.log(2 * math.pi)
+        return torch.logsumexp(log_normal, dim=1) - math.log(len(self.centers))
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self.centers), (n,), generator=generator)
         noise = torch.randn((n, self.centers.shape[1]), generator=generator)

@@ -49,6 +49,9 @@ class RunRecorder:
             **{f"time/{role}/{part}": nan(cap, K) if role == "generator" else nan(cap)
                for role in ("generator", "discriminator", "classifier") for part in TIME_PARTS},
         }
+        if config.teacher_weight:  # HGAN's teacher: its NLL, D_T's loss, each generator's teacher term
+            self.series |= {"loss/teacher": nan(cap), "loss/distiller": nan(cap), "term/teacher": nan(cap, K),
+                            **{f"time/teacher/{part}": nan(cap) for part in TIME_PARTS}}
         self._judge = self._realness_judge() if config.images else False  # eval.realness's, or False: none
         self.evals: list[dict] = []
         self.events: list[dict] = []
@@ -96,10 +99,19 @@ class RunRecorder:
                 self.series[name] = grown
         return self.series
 
-    def generator(self, k: int, n: int, loss: float, beta: float, d_term: float, c_term: float) -> None:
+    def generator(self, k: int, n: int, loss: float, beta: float, d_term: float, c_term: float,
+                  t_term: float = 0.0) -> None:
         s = self._room(n)
         s["loss/generator"][n, k], s["beta"][n, k] = loss, beta
         s["term/discriminator"][n, k], s["term/classifier"][n, k] = d_term, c_term
+        if "term/teacher" in s:
+            s["term/teacher"][n, k] = t_term
+        self._count(n)
+
+    def teacher(self, n: int, nll: float, distiller_loss: float) -> None:
+        """The teacher's NLL of round n's real batch (nats; images: bits/dim) and D_T's mean loss."""
+        s = self._room(n)
+        s["loss/teacher"][n], s["loss/distiller"][n] = nll, distiller_loss
         self._count(n)
 
     def discriminator(self, n: int, loss: float) -> None:

@@ -21,8 +21,9 @@ from sharedgan.roles.build import model_spec
 from sharedgan.roles.classifier import ClassifierRole
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.roles.generator import GeneratorRole, make_body, take_body_gradient
+from sharedgan.roles.teacher import TeacherRole
 from sharedgan.runtime import devices
-from sharedgan.runtime.buffer import SlotBuffer, slot_fields
+from sharedgan.runtime.buffer import SlotBuffer, fields_of
 from sharedgan.storage import checkpoint
 
 log = logging.getLogger("sharedgan")
@@ -68,9 +69,22 @@ class StepClock:
             self.seconds[role.name], self.copied[role.name] = 0.0, role.copy_seconds
 
 
+def _critic_round(role, buf: SlotBuffer, n: int, batched: bool) -> float:
+    """D's (or D_T's) part of round n: validate then update on each slot in turn (Algorithm 1), or
+    on all K at once (engine batched); its mean loss."""
+    if batched:
+        role.validate_all(buf, n)
+        return role.update_all(n)
+    losses = []
+    for k in range(buf.num_slots):
+        role.validate(buf, k, n)
+        losses.append(role.update(k, n))
+    return mean(losses)
+
+
 def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: int, restore: Path | None) -> int:
     spec = model_spec(config, recorder.dataset)
-    buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
+    buf = SlotBuffer.allocate(fields_of(config, spec.sample_shape), config.k,
                               devices.buffer_device(config), shared=False)
     recorder.slot_buffer_bytes = buf.nbytes
     place = partial(devices.role_device, config)
@@ -80,7 +94,8 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
     disc = DiscriminatorRole(config, spec, recorder.dataset, place("discriminator"))
     trunk = disc.net if config.shared_trunk else None
     clf = ClassifierRole(config, spec, place("classifier"), trunk) if config.k > 1 else None
-    roles = generators + [disc] + ([clf] if clf else [])
+    teacher = TeacherRole(config, spec, recorder.dataset, place("teacher")) if config.teacher_weight else None
+    roles = generators + [disc] + ([clf] if clf else []) + ([teacher] if teacher else [])
     if restore is not None:
         for role in roles:
             state = checkpoint.load_role(restore, role.name)
@@ -99,21 +114,18 @@ def _train(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, star
             with clock(g):
                 g.write_sample(buf, n)
         with clock(disc):
-            if batched:
-                disc.validate_all(buf, n)
-                d_loss = disc.update_all(n)
-            else:
-                d_losses = []
-                for k in range(config.k):
-                    disc.validate(buf, k, n)
-                    d_losses.append(disc.update(k, n))
-                d_loss = mean(d_losses)
+            d_loss = _critic_round(disc, buf, n, batched)
         recorder.discriminator(n, d_loss)
         if clf is not None:
             with clock(clf):
                 c_loss = (clf.serve_all(buf, n) if batched
                           else mean([clf.serve_slot(buf, k, n) for k in range(config.k)]))
             recorder.classifier(n, c_loss)
+        if teacher is not None:
+            with clock(teacher):
+                t_loss = _critic_round(teacher, buf, n, batched)
+                nll = teacher.end_round(buf, n)
+            recorder.teacher(n, nll, t_loss)
         for g in generators:
             with clock(g):
                 stats = g.update(buf, n)

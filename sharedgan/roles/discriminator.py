@@ -19,10 +19,13 @@ from sharedgan.runtime.buffer import SlotBuffer
 class DiscriminatorRole(RoleState):
     lr_role = "discriminator"
     name = "discriminator"
+    region = "d"  # the slot's validation region it writes: d_score, d_grad, d_term, d_round
+    streams = ""  # prefix of its random streams' purposes (another critic built from this one draws its own)
 
-    def __init__(self, config: TrainConfig, spec: ModelSpec, dataset: GaussianMixture, device: torch.device = CPU):
+    def __init__(self, config: TrainConfig, spec: ModelSpec, dataset: GaussianMixture, device: torch.device = CPU,
+                 stream_name: str | None = None):
         self.config, self.dataset, self.device = config, dataset, device
-        self.net = make_model(config, "discriminator", spec).to(device)
+        self.net = make_model(config, "discriminator", spec, stream_name=stream_name).to(device)
         self.opt = make_optimizer(config, "discriminator", self.net.parameters())
         self._fake_logits: torch.Tensor | None = None
         self.partner = None  # --shared-trunk: the classifier role on this D's trunk, run in D's process
@@ -64,7 +67,8 @@ class DiscriminatorRole(RoleState):
             return x
         m = x.shape[0] // len(jobs)
         return torch.cat([diff_augment(x[i * m:(i + 1) * m], self.augmentations,
-                                       stream(self.config.seed, purpose, k, n)) for i, (k, n) in enumerate(jobs)])
+                                       stream(self.config.seed, self.streams + purpose, k, n))
+                          for i, (k, n) in enumerate(jobs)])
 
     # ---- the steps on one slot (above), or on several in one step: engine "batched" (all K),
     # engine async (the slots waiting). Several are not Algorithm 1, see engines/__init__: one
@@ -87,14 +91,15 @@ class DiscriminatorRole(RoleState):
         grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)
         check_finite(self.name, jobs[0][1],
                      f"its gradient for slot{'s' * (len(slots) > 1)} {', '.join(map(str, slots))}", grad)
+        region = {part: getattr(buf, f"{self.region}_{part}") for part in ("grad", "score", "term", "round")}
         with self.copying():
             for i, (k, _) in enumerate(jobs):
-                buf.d_grad[k].copy_(grad[i])
-                buf.d_score[k].copy_(logits[i].detach())
-                buf.d_term[k] = terms[i].item()
+                region["grad"][k].copy_(grad[i])
+                region["score"][k].copy_(logits[i].detach())
+                region["term"][k] = terms[i].item()
         faults.point("validation-write", self.name, jobs[0][1])
         for k, n in jobs:
-            buf.d_round[k] = n
+            region["round"][k] = n
         self._fake_logits = logits
 
     def update_slots(self, jobs: list[tuple[int, int]], lr_scale: float = 1.0) -> float:

@@ -180,20 +180,26 @@ class GeneratorRole(RoleState):
         gaps = loss_gaps([float(losses[j, newest[j]]) for j in have])
         return gaps[have.index(self.k)]
 
-    def update(self, buf: SlotBuffer, round_index: int) -> tuple[float, float, float, float]:
-        """Lines 11–13: back-propagate D's error plus β_k × C's error; return (J^{G_k}, β_k, D term, C term).
+    def update(self, buf: SlotBuffer, round_index: int) -> tuple[float, ...]:
+        """Lines 11–13: back-propagate D's error plus β_k × C's error (plus γ × the teacher's, HGAN);
+        return (J^{G_k}, β_k, D term, C term, teacher term).
 
         D and C wrote ∂term/∂x of batch means, so ``x.backward(grad)`` is the backward of
-        J^{G_k} = D term + β_k · C term itself (the 1/m is already in the gradients).
+        J^{G_k} = D term + β_k · C term + γ · T term itself (the 1/m is already in the gradients).
         """
-        k, two_players = self.k, self.config.k > 1
-        if int(buf.d_round[k]) != round_index or (two_players and int(buf.c_round[k]) != round_index):
+        k, two_players, gamma = self.k, self.config.k > 1, self.config.teacher_weight
+        if (int(buf.d_round[k]) != round_index or (two_players and int(buf.c_round[k]) != round_index)
+                or (gamma and int(buf.t_round[k]) != round_index)):
             raise RuntimeError(f"{self.name}: validation of round {round_index} missing "
-                               f"(D wrote {int(buf.d_round[k])}, C wrote {int(buf.c_round[k])})")
+                               f"(D wrote {int(buf.d_round[k])}, C wrote {int(buf.c_round[k])}"
+                               + (f", the teacher {int(buf.t_round[k])})" if gamma else ")"))
         self.set_round(round_index)
         beta = self.beta(buf, round_index)
-        with self.copying():  # reading D's and C's errors out of the slot
-            grad = (buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k].clone()).to(self.device)
+        with self.copying():  # reading D's and C's (and the teacher's) errors out of the slot
+            grad = buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k].clone()
+            if gamma:
+                grad = grad + gamma * buf.t_grad[k]
+            grad = grad.to(self.device)
         self.opt.zero_grad(set_to_none=True)
         self._sample.backward(grad)
         self.step()
@@ -202,11 +208,12 @@ class GeneratorRole(RoleState):
         self._sample = None
         d_term = float(buf.d_term[k])
         c_term = float(buf.c_term[k]) if two_players else 0.0
-        loss = d_term + beta * c_term
+        t_term = float(buf.t_term[k]) if gamma else 0.0
+        loss = d_term + beta * c_term + gamma * t_term
         check_finite(self.name, round_index, "its loss J^G", loss)
         self.last_stats = (loss, beta)
         self._publish_stats(buf, round_index)
-        return loss, beta, d_term, c_term
+        return loss, beta, d_term, c_term, t_term
 
     def _publish_stats(self, buf: SlotBuffer, round_index: int) -> None:
         parity = round_index % 2

@@ -38,11 +38,13 @@ class Field:
         return math.prod(self.shape) * torch.empty((), dtype=self.dtype).element_size()
 
 
-def slot_fields(batch_size: int, sample_shape: tuple[int, ...], eval_samples: int) -> dict[str, Field]:
-    """The layout of one slot. Every name here becomes a [K, *shape] view on the buffer."""
+def slot_fields(batch_size: int, sample_shape: tuple[int, ...], eval_samples: int,
+                teacher: bool = False) -> dict[str, Field]:
+    """The layout of one slot. Every name here becomes a [K, *shape] view on the buffer.
+    ``teacher``: the teacher's regions too (HGAN, ``--teacher-weight``)."""
     m, shape = batch_size, tuple(sample_shape)
     f32, f64, i64 = torch.float32, torch.float64, torch.int64
-    return {
+    fields = {
         # sample region (written by generator k)
         "sample": Field((m, *shape), f32),
         "sample_round": Field((), i64),
@@ -63,6 +65,22 @@ def slot_fields(batch_size: int, sample_shape: tuple[int, ...], eval_samples: in
         # fresh samples for evaluation (never the training batch)
         "eval_sample": Field((eval_samples, *shape), f32),
     }
+    if teacher:
+        fields |= {
+            # teacher region (written by T): the teacher's batch D_T contrasts with slot k
+            "t_sample": Field((m, *shape), f32),
+            # the third validation region (D_T's, or T's own −log p_T): as D's
+            "t_score": Field((m,), f32),
+            "t_grad": Field((m, *shape), f32),
+            "t_term": Field((), f64),
+            "t_round": Field((), i64),
+        }
+    return fields
+
+
+def fields_of(config, sample_shape: tuple[int, ...]) -> dict[str, Field]:
+    """The slot layout of a run of ``config``."""
+    return slot_fields(config.batch_size, sample_shape, config.eval_samples, bool(config.teacher_weight))
 
 
 def _layout(fields: dict[str, Field], num_slots: int) -> tuple[dict[str, int], int]:
@@ -106,8 +124,9 @@ class SlotBuffer:
         if shared and flat.device.type == "cpu":
             flat.share_memory_()
         buf = cls(fields, num_slots, flat)
-        for name in ("sample_round", "d_round", "c_round", "gen_round"):
-            buf.views[name].fill_(-1)
+        for name in ("sample_round", "d_round", "c_round", "gen_round", "t_round"):
+            if name in buf.views:
+                buf.views[name].fill_(-1)
         return buf
 
     @property

@@ -23,7 +23,7 @@ import torch
 
 from sharedgan.errors import ConfigError
 
-ROLES = ("generators", "discriminator", "classifier")
+ROLES = ("generators", "discriminator", "classifier", "teacher")
 
 
 def parse_device(text: str, what: str = "--device") -> torch.device:

@@ -80,6 +80,7 @@ class Role(enum.IntEnum):
     DISCRIMINATOR = 1
     CLASSIFIER = 2
     RUNNER = 3
+    TEACHER = 4  # HGAN's teacher T, with its distiller D_T (sharedgan.roles.teacher)
 
 
 class Aborted(Exception):

@@ -100,7 +100,7 @@ def format_time_breakdown(data: dict) -> str:
     computing, waiting for a signal and copying slots, and each as a share of the role's round."""
     lines = ["where the time goes (mean per round; share of that role's round):",
              f"{'role':<15}" + "".join(f"{part:>18}" for part in TIME_PARTS)]
-    for role in ("generator", "discriminator", "classifier"):
+    for role in ("generator", "discriminator", "classifier", "teacher"):
         parts = [data.get(f"time/{role}/{part}") for part in TIME_PARTS]
         if any(p is None for p in parts) or not all(np.isfinite(p).any() for p in parts):
             continue

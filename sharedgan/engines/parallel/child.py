@@ -21,13 +21,14 @@ import zmq
 from sharedgan.config import TrainConfig
 from sharedgan.engines.asynchronous import loops as async_loops
 from sharedgan.engines.parallel.links import FINAL_LINGER_MS, Links
-from sharedgan.engines.parallel.loops import classifier_loop, discriminator_loop, generator_loop
+from sharedgan.engines.parallel.loops import classifier_loop, discriminator_loop, generator_loop, teacher_loop
 from sharedgan.errors import Diverged
 from sharedgan.roles.base import RoleState
 from sharedgan.roles.build import dataset_of, model_spec
 from sharedgan.roles.classifier import ClassifierRole
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.roles.generator import GeneratorRole, make_body
+from sharedgan.roles.teacher import TeacherRole
 from sharedgan.runtime import devices
 from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer
 from sharedgan.runtime.messages import Aborted, Endpoints, Kind, Mailbox, Outbox, Role
@@ -46,6 +47,7 @@ def _build(name: str, config: TrainConfig, device: torch.device,
     """The role object, its loop, and whom it talks to."""
     generators = [f"generator-{j}" for j in range(config.k)]
     classifier = ["classifier"] if "classifier" in config.processes else []
+    teacher = ["teacher"] if "teacher" in config.processes else []
     asynchronous = config.engine == "async"
     if name.startswith("generator-"):
         k = int(name.split("-")[1])
@@ -54,7 +56,7 @@ def _build(name: str, config: TrainConfig, device: torch.device,
             role = GeneratorRole(config, spec, k, device, newest_gaps=asynchronous)
             if asynchronous:
                 return role, async_loops.generator_loop, Role.GENERATOR, k, ["runner"]
-            return role, generator_loop, Role.GENERATOR, k, ["runner", "discriminator"] + classifier
+            return role, generator_loop, Role.GENERATOR, k, ["runner", "discriminator"] + classifier + teacher
         # --share-generator-body: the body's parameters are views of the buffer's parameter region
         values, version, grads = regions["generator-body"]
         body = make_body(config, spec).to(device)
@@ -62,12 +64,16 @@ def _build(name: str, config: TrainConfig, device: torch.device,
         role = GeneratorRole(config, spec, k, device, body)
         peers = generators if k == 0 else ["generator-0"]
         return (role, partial(generator_loop, body_grads=grads), Role.GENERATOR, k,
-                ["runner", "discriminator"] + classifier + peers)
+                ["runner", "discriminator"] + classifier + teacher + peers)
+    if name == "teacher":
+        dataset = dataset_of(config)
+        return (TeacherRole(config, model_spec(config, dataset), dataset, device), teacher_loop, Role.TEACHER, -1,
+                ["runner"] + generators)
     if name.startswith("discriminator"):
         dataset = dataset_of(config)
         spec = model_spec(config, dataset)
         role, kind, loop, peers = (DiscriminatorRole(config, spec, dataset, device), Role.DISCRIMINATOR,
-                                   discriminator_loop, ["runner"] + generators + classifier)
+                                   discriminator_loop, ["runner"] + generators + classifier + teacher)
         if config.shared_trunk and config.k > 1:
             role.partner = ClassifierRole(config, spec, device, role.net)
     else:

@@ -9,6 +9,9 @@ Per round n (Algorithm 1), with every wait bounded by a timeout:
                 update ─RELEASED(final?)→ k; ─ROUND_DONE→ runner; on the final round ─FINAL→ C
   C             wait all K samples (or FINAL of round n−1), for k = 0..K−1: update, validate
                 ─VALIDATION_READY→ k; then ─RELEASED→ every k; ─ROUND_DONE→ runner
+  T (HGAN)      for k = 0..K−1: wait SAMPLE_READY k (or FINAL of round n−1), D_T validates
+                ─VALIDATION_READY→ k, D_T updates; T's own step, next teacher batches; ─ROUND_DONE→ runner
+                (no RELEASED: T reads slot k only before its VALIDATION_READY, which k waits for)
 
 D is the one role that decides when training ends: the round it starts after a STOP from the
 runner (or the last planned round) is final, and it stamps that on its RELEASED messages, so all
@@ -20,7 +23,8 @@ respawned) interrupts any wait: the role drops the round it was in ─RESYNC_ACK
 waits for a new BEGIN(R), R past every round anyone started, so no stale message can match.
 Every wait sends a HEARTBEAT about once a second; a role that stops sending them is hung.
 
-ROUND_DONE values: generator (J^{G_k}, β_k, D term, C term); D (mean −J^D); C (mean C loss).
+ROUND_DONE values: generator (J^{G_k}, β_k, D term, C term, T term); D (mean −J^D); C (mean C loss);
+T (its NLL of the round's real batch, D_T's mean loss).
 A role that finished says FINISHED and exits only when the runner DISMISSED it, so the runner has
 processed every message of that role (one pipe keeps order) before the role's sockets go.
 """
@@ -40,6 +44,7 @@ from sharedgan.engines.parallel.links import Links, run_rounds
 from sharedgan.roles.classifier import ClassifierRole
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.roles.generator import GeneratorRole, take_body_gradient
+from sharedgan.roles.teacher import TeacherRole
 from sharedgan.runtime.buffer import SlotBuffer
 from sharedgan.runtime.messages import Kind, Role
 
@@ -49,6 +54,7 @@ log = logging.getLogger("sharedgan")
 def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: GeneratorRole,
                body_grads: torch.Tensor | None = None) -> None:
     k, two, c_process = role.k, config.k > 1, "classifier" in config.processes
+    teacher = "teacher" in config.processes
     last_eval: list[int] = []  # the previous evaluation the runner has to copy out first
 
     def one_round(n: int) -> bool:
@@ -58,9 +64,13 @@ def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
         links.send("discriminator", Kind.SAMPLE_READY, k, n)
         if c_process:  # (with --shared-trunk C runs in D's process: D's signal serves both)
             links.send("classifier", Kind.SAMPLE_READY, k, n)
+        if teacher:
+            links.send("teacher", Kind.SAMPLE_READY, k, n)
         links.wait(Kind.VALIDATION_READY, Role.DISCRIMINATOR, k, n)
         if two:
             links.wait(Kind.VALIDATION_READY, Role.CLASSIFIER, k, n)
+        if teacher:
+            links.wait(Kind.VALIDATION_READY, Role.TEACHER, k, n)
         links.send("runner", Kind.ROUND_DONE, k, n, role.update(buf, n))
         if body_grads is not None:
             _step_shared_body(links, role, body_grads, n)
@@ -137,9 +147,12 @@ def _discriminator_round(config: TrainConfig, run_dir: Path, buf: SlotBuffer, li
             losses.append(role.update(k, n))
             links.send(f"generator-{k}", Kind.RELEASED, k, n, (1.0 if final else 0.0,))
         links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
-        # a C process of its own knows the planned last round itself, not an early one
-        if final and config.k > 1 and n < config.rounds - 1 and role.partner is None:
-            links.send("classifier", Kind.FINAL, -1, n)
+        # a C (or T) process of its own knows the planned last round itself, not an early one
+        if final and n < config.rounds - 1:
+            if config.k > 1 and role.partner is None:
+                links.send("classifier", Kind.FINAL, -1, n)
+            if config.teacher_weight:
+                links.send("teacher", Kind.FINAL, -1, n)
         if role.partner is None:
             _save_discriminator(config, run_dir, links, role, n, final)
         return final
@@ -193,3 +206,31 @@ def _serve_classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links
     if checkpoint_due(config, n, final):
         links.save_checkpoint(run_dir, role, n, as_role=as_role)
 
+
+
+def teacher_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: TeacherRole) -> None:
+    """HGAN's T: D_T serves the slots in order as D does, then T steps and draws the next batches."""
+
+    def one_round(n: int) -> bool:
+        losses = []
+        for k in range(config.k):
+            timeout = config.startup_timeout if n == links.first_round else config.signal_timeout
+            msg = links.mailbox.wait(
+                lambda m: (m.matches(Kind.SAMPLE_READY, Role.GENERATOR, k, n)
+                           or (k == 0 and m.matches(Kind.FINAL, Role.DISCRIMINATOR, None, n - 1))),
+                f"slot {k} of round {n}", timeout)
+            if msg.kind == Kind.FINAL:  # D ended training after round n − 1
+                if not checkpoint_due(config, n - 1, False):
+                    links.save_checkpoint(run_dir, role, n - 1)
+                return True
+            role.validate(buf, k, n)
+            links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
+            losses.append(role.update(k, n))
+        final = n == config.rounds - 1
+        nll = role.end_round(buf, n, links.tick)
+        links.send("runner", Kind.ROUND_DONE, -1, n, (nll, mean(losses)))
+        if checkpoint_due(config, n, final):
+            links.save_checkpoint(run_dir, role, n)
+        return final
+
+    run_rounds(links, role, buf, one_round)

@@ -35,7 +35,7 @@ from sharedgan.errors import DIVERGENCE_KINDS, RoleFailed, describe_exit
 from sharedgan.roles.build import model_spec
 from sharedgan.roles.generator import make_body
 from sharedgan.runtime import devices
-from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer, slot_fields
+from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer, fields_of
 from sharedgan.runtime.memory import peak_rss
 from sharedgan.runtime.messages import Endpoints, Kind, Mailbox, Message, Outbox, Role
 from sharedgan.runtime.procgroup import ProcessGroup
@@ -71,7 +71,7 @@ class Supervisor:
         spec = model_spec(config, recorder.dataset)
         # On CUDA the runner allocates the buffer and holds it for the whole run: children map the
         # same memory through CUDA IPC handles, which stay valid only while the allocation lives.
-        self.buf = SlotBuffer.allocate(slot_fields(config.batch_size, spec.sample_shape, config.eval_samples), config.k,
+        self.buf = SlotBuffer.allocate(fields_of(config, spec.sample_shape), config.k,
                                        devices.buffer_device(config))
         recorder.slot_buffer_bytes = self.buf.nbytes
         self.token = secrets.token_bytes(16)
@@ -162,9 +162,11 @@ class Supervisor:
         self.last_round = max(self.last_round, msg.round)
         self._progress()
         if msg.role == Role.GENERATOR:
-            self.recorder.generator(msg.slot, msg.round, *msg.values[:4])
+            self.recorder.generator(msg.slot, msg.round, *msg.values[:5])
         elif msg.role == Role.DISCRIMINATOR:
             self.recorder.discriminator(msg.round, msg.values[0])
+        elif msg.role == Role.TEACHER:
+            self.recorder.teacher(msg.round, *msg.values[:2])
         else:
             self.recorder.classifier(msg.round, msg.values[0])
 
