@@ -50,7 +50,7 @@ class RunResult:
     startup_seconds: float
 
 
-def _check_factories(config: TrainConfig) -> None:
+def _check_factories(config: TrainConfig, resume: bool = False) -> None:
     """Fill the data-dependent defaults, turn factories into references, prepare the data set
     (an image cache is built here, once), and build each model once, so bad input is reported
     before anything is written."""
@@ -75,8 +75,8 @@ def _check_factories(config: TrainConfig) -> None:
             make_model(config, role, spec)
         if config.share_generator_body:
             make_body(config, spec)
-        if config.teacher_weight:  # (a --teacher file that does not fit is refused here, in one line)
-            teacher_of(config, spec.sample_shape)
+        if config.teacher_weight:  # (a --teacher file that does not fit a fresh run is refused here, in one line)
+            teacher_of(config, spec.sample_shape, trained=not resume)
     except FactoryError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -141,7 +141,7 @@ def _resume_point(config: TrainConfig, run_dir: Path) -> tuple[Path, dict]:
         for name in config.roles:
             role, state = name.split("-")[0], checkpoint.load_role(found, name)
             if role == "teacher":  # the teacher's model, and its distiller's (a discriminator)
-                teacher_of(config, spec.sample_shape).load_state_dict(state["model"])
+                teacher_of(config, spec.sample_shape, trained=False).load_state_dict(state["model"])
                 if config.teacher_term == "adversarial":
                     make_model(config, "discriminator", spec, stream_name="distiller").load_state_dict(
                         state["distiller"]["model"])
@@ -171,7 +171,7 @@ def train(config: TrainConfig | dict, force: bool = False, progress: bool = Fals
     is written first).
     """
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else dataclasses.replace(config)
-    _check_factories(config)
+    _check_factories(config, resume)
     start, restore, manifest = 0, None, {}
     if resume:
         restore, manifest = _resume_point(config, Path(config.out))

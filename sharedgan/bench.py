@@ -154,7 +154,8 @@ def round_limit(run: dict, engine: str, cores: int) -> float:
     except KeyError:
         return float("nan")
     gens, d, c = work["generator"], work["discriminator"], work["classifier"]
-    t = (run["time/teacher/compute"][1:] + run["time/teacher/copy"][1:]) if "time/teacher/compute" in run else 0 * d
+    t = (run["time/teacher/compute"][1:] + run["time/teacher/copy"][1:]) if "time/teacher/compute" in run \
+        else np.zeros_like(d)
     total = gens.sum(axis=1) + d + np.nan_to_num(c) + t  # (K = 1: no C)
     if engine.split(":")[0] in IN_PROCESS:
         return float(np.nanmedian(total))

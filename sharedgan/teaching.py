@@ -10,7 +10,6 @@ estimated on the same samples), and bits per dimension for images.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 
 from sharedgan.config import TrainConfig
 from sharedgan.math.seeding import derive_seed, stream
-from sharedgan.models.teacher import build_teacher
+from sharedgan.models.teacher import build_teacher, mean_nll
 from sharedgan.roles.build import dataset_of
 from sharedgan.storage.teacher_file import save_teacher
 
@@ -63,7 +62,6 @@ def train_teacher(config: TrainConfig, steps: int, out: Path, progress=None) -> 
         held_out = from_uint8(held)
     else:
         held_out = dataset.sample(HELD_OUT_2D, stream(config.seed, "teacher-held-out"))
-    per = math.log(2) * math.prod(shape) if images else 1.0  # nats per sample → bits per dimension
     start = time.perf_counter()
     for step in range(steps):
         gen = stream(config.seed, "teacher-real", 0, step)
@@ -72,17 +70,17 @@ def train_teacher(config: TrainConfig, steps: int, out: Path, progress=None) -> 
             batch = from_uint8(dataset.data.images[np.sort(pick)])
         else:
             batch = dataset.sample(config.batch_size, gen)
-        for group in opt.param_groups:
-            group["lr"] = config.lr_teacher * config.lr_factor(round(step * config.rounds / steps))
+        for group in opt.param_groups:  # falling linearly to 0, as a run's --lr-decay linear
+            group["lr"] = config.lr_teacher * (1.0 - step / steps)
         loss = -net.log_prob(batch).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if progress is not None:
-            progress(step, float(loss.detach()) / per)
+            progress(step, float(loss.detach()))
     seconds = time.perf_counter() - start
-    with torch.no_grad():
-        nll = float(torch.cat([-net.log_prob(chunk) for chunk in held_out.split(256)]).mean()) / per
+    with torch.no_grad():  # (in chunks: a PixelCNN's activations of thousands of images at once are large)
+        nll = sum(float(mean_nll(net, chunk)) * len(chunk) for chunk in held_out.split(256)) / len(held_out)
         floor = None if images else float(-dataset.log_prob(held_out).mean())
     unit = "bits/dim" if images else "nats"
     save_teacher(out, net, shape, config.teacher_width, config.teacher_components, config.dataset, nll, unit)

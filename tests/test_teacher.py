@@ -13,6 +13,7 @@ from helpers.launch import TINY as LAUNCH_TINY
 from helpers.runs import assert_same_run, cut_back_to
 from sharedgan import TrainConfig, resume, train
 from sharedgan.data.mixtures import GaussianMixture, ring
+from sharedgan.errors import ConfigError
 from sharedgan.math.losses import discriminator_loss
 from sharedgan.math.seeding import stream
 from sharedgan.models.mdn import AutoregressiveMDN, mdn_teacher
@@ -165,10 +166,17 @@ def test_a_teacher_trained_before_is_loaded_and_kept_fixed(tmp_path, capsys):
     assert res.returncode == 0 and "held-out NLL" in res.stdout and "the true mixture" in res.stdout, res
     saved = torch.load(t_file, weights_only=True)
     assert saved["unit"] == "nats" and saved["nll"] > -2.9  # (ring8's floor is −2.90 nats)
-    run = train(TrainConfig(**TINY, rounds=4, eval_every=4, engine="sequential", teacher=str(t_file),
-                            teacher_width=16, teacher_components=4, out=str(tmp_path / "run")))
+    run = train(TrainConfig(**TINY, rounds=4, eval_every=4, checkpoint_every=2, engine="sequential",
+                            teacher=str(t_file), teacher_width=16, teacher_components=4, out=str(tmp_path / "run")))
     state = checkpoint.load_role(checkpoint.latest(run.run_dir), "teacher")
     assert all(torch.equal(state["model"][key], value) for key, value in saved["model"].items())
+    # a resume takes the teacher from its checkpoint: the file may be gone by then
+    cut_back_to(run.run_dir, 1)
+    t_file.rename(tmp_path / "moved.pt")
+    assert resume(run.run_dir).status == "complete"
+    state = checkpoint.load_role(checkpoint.latest(run.run_dir), "teacher")
+    assert all(torch.equal(state["model"][key], value) for key, value in saved["model"].items())
+    (tmp_path / "moved.pt").rename(t_file)
     # and a file that is not there, not a teacher, or of another shape: one line, exit 2
     common = ["launch", "--k", "1", "--rounds", "2", "--teacher-weight", "1", "--out", str(tmp_path / "x")]
     one_line(cli_here(capsys, *common, "--teacher", str(tmp_path / "none.pt")), 2, "no such file")
@@ -188,7 +196,7 @@ def test_a_teacher_trained_before_is_loaded_and_kept_fixed(tmp_path, capsys):
     (dict(teacher_sample_every=0), "--teacher-sample-every must be an integer ≥ 1"),
 ])
 def test_refusals(settings, says):
-    with pytest.raises(Exception, match=says.replace("-", r"\-")):
+    with pytest.raises(ConfigError, match=says.replace("-", r"\-")):
         TrainConfig(**{**TINY, **settings}).validate()
 
 

@@ -7,11 +7,19 @@ of :mod:`sharedgan.models.pixelcnn`. Both have ``log_prob(x) -> [n]`` (nats) and
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
 def kind_of(sample_shape: tuple[int, ...]) -> str:
     return "mdn" if len(sample_shape) == 1 else "pixelcnn"
+
+
+def mean_nll(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The teacher's mean NLL of x: nats per sample for 2-D data, bits per dimension for images."""
+    nll = -net.log_prob(x).mean()
+    return nll / (math.log(2) * x[0].numel()) if x.dim() > 2 else nll
 
 
 def build_teacher(sample_shape: tuple[int, ...], width: int, components: int, seed: int) -> torch.nn.Module:

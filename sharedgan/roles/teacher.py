@@ -28,7 +28,7 @@ from sharedgan.errors import ConfigError
 from sharedgan.math.losses import input_gradient
 from sharedgan.math.seeding import derive_seed, stream
 from sharedgan.models.spec import ModelSpec
-from sharedgan.models.teacher import build_teacher
+from sharedgan.models.teacher import build_teacher, mean_nll
 from sharedgan.roles.base import CPU, RoleState, check_finite
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.runtime import faults
@@ -36,11 +36,12 @@ from sharedgan.runtime.buffer import SlotBuffer
 from sharedgan.storage.teacher_file import read_teacher
 
 
-def teacher_of(config: TrainConfig, sample_shape: tuple[int, ...]) -> torch.nn.Module:
-    """The teacher of a run: built from the run's own stream, then loaded from ``--teacher`` if given."""
+def teacher_of(config: TrainConfig, sample_shape: tuple[int, ...], trained: bool = True) -> torch.nn.Module:
+    """The teacher of a run: built from the run's own stream, then (``trained``) loaded from
+    ``--teacher`` if given. A checkpoint's teacher needs no file: its weights are in the checkpoint."""
     net = build_teacher(sample_shape, config.teacher_width, config.teacher_components,
                         derive_seed(config.seed, "init", "teacher", 0))
-    if config.teacher is not None:
+    if trained and config.teacher is not None:
         data = read_teacher(config.teacher, sample_shape, config.teacher_width, config.teacher_components)
         if Path(str(data.get("dataset"))).name != Path(config.dataset).name:
             raise ConfigError(f"--teacher {config.teacher} was trained on {data.get('dataset')}, this run's data is "
@@ -76,13 +77,14 @@ class TeacherRole(RoleState):
     def __init__(self, config: TrainConfig, spec: ModelSpec, dataset, device: torch.device = CPU):
         self.config, self.dataset, self.device = config, dataset, device
         self.images = len(spec.sample_shape) > 1
-        self.net = teacher_of(config, spec.sample_shape).to(device)
+        self.net = teacher_of(config, spec.sample_shape, trained=False).to(device)  # (the file: at rejoin)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr_teacher)
         self.frozen = config.teacher is not None  # a teacher trained before is the fixed target
         self.distiller = (DistillerRole(config, spec, device, lambda k: self._buf.t_sample[k].to(self.device))
                           if config.teacher_term == "adversarial" else None)
         self._buf: SlotBuffer | None = None
         self._restored_batch: torch.Tensor | None = None
+        self._restored = False  # loaded from a checkpoint (else a fixed teacher comes from its file)
 
     # ---- 1. the third validation region ------------------------------------------------------
     def validate(self, buf: SlotBuffer, k: int, round_index: int) -> None:
@@ -152,8 +154,7 @@ class TeacherRole(RoleState):
         return float(nll.detach())
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:
-        nll = -self.net.log_prob(x).mean()
-        return nll / (math.log(2) * x[0].numel()) if self.images else nll
+        return mean_nll(self.net, x)
 
     def draw(self, buf: SlotBuffer, round_index: int, tick: Callable[[], None] = lambda: None,
              force: bool = False) -> None:
@@ -176,13 +177,16 @@ class TeacherRole(RoleState):
         """Begin at ``round_index``: the teacher batches of a checkpoint back in the buffer (or
         fresh ones, at a start), no half-done round."""
         self._buf = buf
+        if self.frozen and not self._restored:  # a fresh start: the fixed teacher's weights from its file
+            self.net.load_state_dict(teacher_of(self.config, tuple(buf.sample.shape[2:])).state_dict())
+            self._restored = True  # (once)
         if self.distiller is not None:
             self.distiller.rejoin(buf, round_index)
             if self._restored_batch is not None:  # (once: a later rejoin keeps what the buffer holds)
                 buf.t_sample.copy_(self._restored_batch)
                 self._restored_batch = None
-            elif round_index == 0 or int(buf.t_round.max()) < 0:
-                self.draw(buf, round_index, force=True)
+            elif round_index == 0 or int(buf.t_round.max()) < 0:  # nothing drawn yet; (a role
+                self.draw(buf, round_index, force=True)  # respawned without a checkpoint keeps the buffer's)
 
     def state_dict(self, round_index: int) -> dict:
         state = super().state_dict(round_index)
@@ -193,6 +197,7 @@ class TeacherRole(RoleState):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
+        self._restored = True
         if self.distiller is not None:
             self.distiller.load_state_dict(state["distiller"])
             self._restored_batch = state["teacher_batch"]

@@ -9,6 +9,7 @@ point              process        where
 =================  =============  ======================================================
 slot-write         generator-k    the batch is in slot k, its round stamp not yet
 validation-write   discriminator  D's gradient is in slot k, its round stamp not yet
+validation-write   teacher        D_T's (or T's) gradient is in slot k's teacher region, its stamp not yet
 checkpoint-write   any role       the role's temporary checkpoint file is written, not renamed
 checkpoint-rename  runner         the manifest is written, the checkpoint folder not yet renamed
 =================  =============  ======================================================
