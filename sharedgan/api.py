@@ -20,6 +20,7 @@ from sharedgan.runtime.buffer import buffer_bytes, fields_of
 from sharedgan.runtime.interrupts import StopSignals
 from sharedgan.storage import checkpoint, rundir
 from sharedgan.storage.runfile import read_run_file
+from sharedgan.storage.teacher_file import check_pool
 
 log = logging.getLogger("sharedgan")
 
@@ -142,6 +143,8 @@ def _resume_point(config: TrainConfig, run_dir: Path) -> tuple[Path, dict]:
             role, state = name.split("-")[0], checkpoint.load_role(found, name)
             if role == "teacher":  # the teacher's model, and its distiller's (a discriminator)
                 teacher_of(config, spec.sample_shape, trained=False).load_state_dict(state["model"])
+                if "pool" in state:
+                    check_pool(state["pool"], spec.sample_shape, f"checkpoint {found.name}'s teacher")
                 if config.teacher_term == "adversarial":
                     make_model(config, "discriminator", spec, stream_name="distiller").load_state_dict(
                         state["distiller"]["model"])

@@ -201,8 +201,9 @@ class TrainConfig:
         "channels for images [default 32].", fingerprint=True)
     teacher_components: int = setting(16, "Mixture components of each factor of the 2-D teacher.", fingerprint=True)
     teacher_sample_every: int = setting(
-        1, "Rounds between fresh teacher samples (a PixelCNN draws a pixel at a time: slow); in between D_T reuses "
-        "the last ones.")
+        1, "Rounds between fresh teacher batches; in between D_T reuses the last ones. A PixelCNN draws a pixel at "
+        "a time (seconds a batch on a CPU) unless its --teacher file keeps a pool of its samples ('sharedgan teacher "
+        "--pool'), from which a batch is picked at no cost.")
     lr_teacher: float = setting(1e-3, "The teacher's learning rate (maximum likelihood, Adam).")
     virtual_batch_norm: bool = setting(
         False, "Virtual batch norm in the built-in generators: statistics of a reference batch fixed at the start, "

@@ -6,6 +6,10 @@ maximum likelihood on the data set (2-D: fresh draws of the mixture; images: the
 less a held-out part, or all of them when the data set has a test split) and judged on held-out
 data: NLL in nats per sample for 2-D data, beside the true mixture's own (the floor: its entropy
 estimated on the same samples), and bits per dimension for images.
+
+An image teacher's file also keeps a pool of its own samples (``--pool``, drawn once here): a run
+that holds the teacher fixed picks D_T's batches from it, where drawing them from the PixelCNN
+would take seconds per batch, pixel by pixel, every round.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class TeacherReport:
     floor: float | None  # 2-D: the true mixture's NLL of the same held-out samples
     steps: int
     seconds: float
+    pool: int = 0  # samples kept in the file
+    pool_seconds: float = 0.0
 
 
 def _image_split(data, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,9 +50,15 @@ def _image_split(data, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[cut:]), np.asarray(data.images[np.sort(order[:cut])])
 
 
-def train_teacher(config: TrainConfig, steps: int, out: Path, progress=None) -> TeacherReport:
+POOL_CHUNK = 64  # samples drawn at once into the pool
+
+
+def train_teacher(config: TrainConfig, steps: int, out: Path, progress=None, pool: int = 0,
+                  pool_progress=None) -> TeacherReport:
     """Train a teacher for ``config``'s data set with its --teacher-width/components, --lr-teacher,
-    --batch-size and --seed; write it to ``out`` (atomically) and report its held-out NLL."""
+    --batch-size and --seed; draw ``pool`` samples of it (images only); write it to ``out``
+    (atomically) and report its held-out NLL. ``progress(step, loss)`` after each step,
+    ``pool_progress(n)`` after each chunk of n pool samples."""
     import time
 
     from sharedgan.data.images import from_uint8
@@ -83,5 +95,20 @@ def train_teacher(config: TrainConfig, steps: int, out: Path, progress=None) -> 
         nll = sum(float(mean_nll(net, chunk)) * len(chunk) for chunk in held_out.split(256)) / len(held_out)
         floor = None if images else float(-dataset.log_prob(held_out).mean())
     unit = "bits/dim" if images else "nats"
-    save_teacher(out, net, shape, config.teacher_width, config.teacher_components, config.dataset, nll, unit)
-    return TeacherReport(nll, unit, floor, steps, seconds)
+    start = time.perf_counter()
+    samples = draw_pool(net, pool, config.seed, pool_progress) if pool else None
+    save_teacher(out, net, shape, config.teacher_width, config.teacher_components, config.dataset, nll, unit,
+                 samples)
+    return TeacherReport(nll, unit, floor, steps, seconds, pool, time.perf_counter() - start if pool else 0.0)
+
+
+def draw_pool(net: torch.nn.Module, n: int, seed: int, progress=None) -> torch.Tensor:
+    """n samples of the teacher, POOL_CHUNK at a time, chunk i from the stream (seed, "teacher-pool", i)."""
+    net.eval()
+    chunks = []
+    with torch.no_grad():
+        for i, start in enumerate(range(0, n, POOL_CHUNK)):
+            chunks.append(net.sample(min(POOL_CHUNK, n - start), stream(seed, "teacher-pool", i)))
+            if progress is not None:
+                progress(len(chunks[-1]))
+    return torch.cat(chunks)

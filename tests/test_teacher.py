@@ -270,3 +270,45 @@ def test_an_image_teacher_is_a_pixelcnn(tmp_path, capsys, engines):
     res = cli_here(capsys, "teacher", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"), "--steps", "3",
                    "--width", "2", "--batch-size", "4", "--out", str(tmp_path / "T.pt"))
     assert res.returncode == 0 and "bits/dim" in res.stdout, res
+
+
+def test_an_image_teachers_pool_feeds_its_distiller_and_survives_a_resume(tmp_path, capsys, monkeypatch):
+    """`sharedgan teacher --pool P` keeps P samples of the PixelCNN in its file (uint8 levels); a
+    run holding that teacher fixed gives D_T batches picked from the pool, never sampling the
+    PixelCNN, fresh every round; a resume needs no file (the pool is in the checkpoint) and equals
+    the uninterrupted run; a pool of the wrong kind, or one asked of a 2-D teacher, is one line."""
+    from helpers.data_files import mnist_files
+    from sharedgan.models.pixelcnn import PixelCNN, to_levels
+    mnist_files(tmp_path / "mnist", n=16, gz=False)
+    t_file = tmp_path / "T.pt"
+    res = cli_here(capsys, "teacher", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"), "--steps", "2",
+                   "--width", "2", "--batch-size", "4", "--pool", "6", "--out", str(t_file))
+    assert res.returncode == 0 and "6 samples in its pool" in res.stdout, res
+    pool = torch.load(t_file, weights_only=True)["pool"]
+    assert pool.dtype == torch.uint8 and pool.shape == (6, 1, 32, 32) and len(pool.flatten(1).unique(dim=0)) > 1
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the PixelCNN sampled although the teacher file has a pool")
+    monkeypatch.setattr(PixelCNN, "sample", no_sampling)
+    image = dict(dataset="mnist", data_dir=str(tmp_path / "mnist"), k=2, width=4, rounds=6, batch_size=4,
+                 eval_every=6, checkpoint_every=2, seed=3, teacher_weight=1.0, teacher_width=2, teacher=str(t_file),
+                 engine="sequential")
+    ref = train(TrainConfig(**image, out=str(tmp_path / "ref"))).run_dir
+    batches = [checkpoint.load_role(c, "teacher")["teacher_batch"] for c in sorted((ref / "checkpoints").iterdir())]
+    for batch in batches:  # every row of a teacher batch is a row of the pool
+        rows = to_levels(batch).flatten(2).to(torch.uint8)
+        assert all((rows[k, i] == pool.flatten(1)).all(1).any() for k in range(2) for i in range(4))
+    assert not torch.equal(batches[0], batches[1])  # picked afresh (--teacher-sample-every 1)
+    assert np.isnan(read_run_file(ref / "run.h5")["loss/teacher"]).all()  # a fixed teacher scores no batch
+    shutil.copytree(ref, tmp_path / "run")
+    cut_back_to(tmp_path / "run", 3)
+    t_file.rename(tmp_path / "moved.pt")
+    assert resume(tmp_path / "run").status == "complete"
+    assert_same_run(ref, tmp_path / "run", TrainConfig(**image).roles)
+    saved = torch.load(tmp_path / "moved.pt", weights_only=True)
+    torch.save({**saved, "pool": saved["pool"].float()}, t_file)
+    one_line(cli_here(capsys, "launch", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"), "--k", "2",
+                      "--width", "4", "--rounds", "2", "--teacher-weight", "1", "--teacher-width", "2", "--teacher",
+                      str(t_file), "--out", str(tmp_path / "x")), 2, "its pool of teacher samples is not uint8")
+    one_line(cli_here(capsys, "teacher", "--out", str(tmp_path / "T2.pt"), "--pool", "4"), 2,
+             "a 2-D teacher draws its samples at once")

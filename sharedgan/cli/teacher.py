@@ -9,6 +9,8 @@ import click
 
 from sharedgan.errors import ConfigError
 
+DEFAULT_POOL = 2048  # image teachers' samples kept in the file
+
 
 @click.command()
 @click.option("--dataset", default="ring8", show_default=True,
@@ -26,13 +28,19 @@ from sharedgan.errors import ConfigError
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--data-dir", type=click.Path(), default="data", show_default=True)
 @click.option("--cache-dir", type=click.Path())
+@click.option("--pool", type=click.IntRange(min=0),
+              help="Images: samples of the trained teacher kept in the file. A run with --teacher picks D_T's "
+                   "batches from them instead of sampling the PixelCNN pixel by pixel every round (about 5 s for 64 "
+                   "digits on one CPU thread, once per pool chunk here). 0: no pool.  [default: 2048 for images; "
+                   "2-D teachers sample at once and keep none]")
 @click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
 def teacher(dataset, out, steps, batch_size, teacher_width, teacher_components, lr_teacher, seed, data_dir,
-            cache_dir, force):
+            cache_dir, pool, force):
     """Train the teacher of HGAN (an autoregressive density model: a mixture-density network for
     2-D data, a gated PixelCNN for images) by maximum likelihood, report its held-out negative
     log-likelihood, and save it for 'sharedgan launch --teacher-weight G --teacher OUT', which
-    then keeps it fixed.
+    then keeps it fixed. An image teacher's file also keeps a pool of its samples (--pool), from
+    which such a run picks its distiller's teacher batches.
 
     \b
     sharedgan teacher --dataset ring8 --out ring8-teacher.pt
@@ -48,9 +56,15 @@ def teacher(dataset, out, steps, batch_size, teacher_width, teacher_components, 
     config = TrainConfig(dataset=dataset, batch_size=batch_size, teacher_width=teacher_width,
                          teacher_components=teacher_components, lr_teacher=lr_teacher, seed=seed, data_dir=data_dir,
                          cache_dir=cache_dir, teacher_weight=1.0, engine="sequential").validate()
-    with click.progressbar(length=steps, label="training the teacher", file=sys.stderr,
-                           show_pos=True) as bar:
-        report = train_teacher(config, steps, target, progress=lambda step, loss: bar.update(1))
+    if pool is None:
+        pool = DEFAULT_POOL if config.images else 0
+    if pool and not config.images:
+        raise ConfigError(f"--pool {pool}: a 2-D teacher draws its samples at once and keeps no pool; leave --pool out")
+    label = "training the teacher" + (", then drawing its pool" if pool else "")
+    with click.progressbar(length=steps + pool, label=label, file=sys.stderr, show_pos=True) as bar:
+        report = train_teacher(config, steps, target, progress=lambda step, loss: bar.update(1), pool=pool,
+                               pool_progress=bar.update)
     floor = f" (the true mixture: {report.floor:.3f} {report.unit})" if report.floor is not None else ""
+    kept = f"; {report.pool} samples in its pool ({report.pool_seconds:.1f} s)" if report.pool else ""
     click.echo(f"held-out NLL {report.nll:.3f} {report.unit}{floor} after {report.steps} steps, "
-               f"{report.seconds:.1f} s; wrote {out}")
+               f"{report.seconds:.1f} s{kept}; wrote {out}")

@@ -27,13 +27,14 @@ from sharedgan.config import TrainConfig
 from sharedgan.errors import ConfigError
 from sharedgan.math.losses import input_gradient
 from sharedgan.math.seeding import derive_seed, stream
+from sharedgan.models.pixelcnn import to_levels
 from sharedgan.models.spec import ModelSpec
 from sharedgan.models.teacher import build_teacher, mean_nll
 from sharedgan.roles.base import CPU, RoleState, check_finite
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.runtime import faults
 from sharedgan.runtime.buffer import SlotBuffer
-from sharedgan.storage.teacher_file import read_teacher
+from sharedgan.storage.teacher_file import check_pool, read_teacher
 
 
 def teacher_of(config: TrainConfig, sample_shape: tuple[int, ...], trained: bool = True) -> torch.nn.Module:
@@ -42,16 +43,26 @@ def teacher_of(config: TrainConfig, sample_shape: tuple[int, ...], trained: bool
     net = build_teacher(sample_shape, config.teacher_width, config.teacher_components,
                         derive_seed(config.seed, "init", "teacher", 0))
     if trained and config.teacher is not None:
-        data = read_teacher(config.teacher, sample_shape, config.teacher_width, config.teacher_components)
-        if Path(str(data.get("dataset"))).name != Path(config.dataset).name:
-            raise ConfigError(f"--teacher {config.teacher} was trained on {data.get('dataset')}, this run's data is "
-                              f"{config.dataset}: train a teacher on it ('sharedgan teacher --dataset ...')")
-        try:
-            net.load_state_dict(data["model"])
-        except (RuntimeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"--teacher {config.teacher}: its weights do not fit this teacher "
-                              f"({str(exc).splitlines()[0]})") from None
+        _load_weights(net, fixed_teacher(config, sample_shape), config.teacher)
     return net
+
+
+def fixed_teacher(config: TrainConfig, sample_shape: tuple[int, ...]) -> dict:
+    """``--teacher``'s file, checked against the run: its weights (``model``) and, if it has one, its
+    pool of samples (``pool``, values in [−1, 1])."""
+    data = read_teacher(config.teacher, sample_shape, config.teacher_width, config.teacher_components)
+    if Path(str(data.get("dataset"))).name != Path(config.dataset).name:
+        raise ConfigError(f"--teacher {config.teacher} was trained on {data.get('dataset')}, this run's data is "
+                          f"{config.dataset}: train a teacher on it ('sharedgan teacher --dataset ...')")
+    return data
+
+
+def _load_weights(net: torch.nn.Module, data: dict, path: str) -> None:
+    try:
+        net.load_state_dict(data["model"])
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--teacher {path}: its weights do not fit this teacher "
+                          f"({str(exc).splitlines()[0]})") from None
 
 
 class DistillerRole(DiscriminatorRole):
@@ -80,6 +91,8 @@ class TeacherRole(RoleState):
         self.net = teacher_of(config, spec.sample_shape, trained=False).to(device)  # (the file: at rejoin)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr_teacher)
         self.frozen = config.teacher is not None  # a teacher trained before is the fixed target
+        self.sample_shape = tuple(spec.sample_shape)
+        self.pool: torch.Tensor | None = None  # a fixed teacher's samples drawn when it was trained (its file's)
         self.distiller = (DistillerRole(config, spec, device, lambda k: self._buf.t_sample[k].to(self.device))
                           if config.teacher_term == "adversarial" else None)
         self._buf: SlotBuffer | None = None
@@ -134,24 +147,23 @@ class TeacherRole(RoleState):
 
     # ---- 2. the teacher's own step, and its next batches ---------------------------------------
     def end_round(self, buf: SlotBuffer, round_index: int, tick: Callable[[], None] = lambda: None) -> float:
-        """T's maximum-likelihood step on round n's real batch (skipped for a fixed teacher), then
-        round n + 1's teacher batches when due. Returns the batch's NLL before the step: nats per
-        sample for 2-D data, bits per dimension for images."""
-        real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "teacher-real", 0, round_index))
-        real = real.to(self.device)
-        if self.frozen:
-            with torch.no_grad():
-                nll = self._nll(real)
-        else:
+        """T's maximum-likelihood step on round n's real batch, then round n + 1's teacher batches
+        when due. Returns the batch's NLL before the step: nats per sample for 2-D data, bits per
+        dimension for images; NaN for a fixed teacher, which takes no step (its held-out NLL is the
+        one its file reports: scoring a batch would cost a PixelCNN seconds a round, for nothing)."""
+        nll = math.nan
+        if not self.frozen:
+            real = self.dataset.sample(self.config.batch_size, stream(self.config.seed, "teacher-real", 0, round_index))
             self.set_round(round_index)
-            nll = self._nll(real)
-            check_finite(self.name, round_index, "its loss", nll.detach())
+            loss = self._nll(real.to(self.device))
+            check_finite(self.name, round_index, "its loss", loss.detach())
             self.opt.zero_grad(set_to_none=True)
-            nll.backward()
+            loss.backward()
             self.step()
+            nll = float(loss.detach())
         if self.distiller is not None:
             self.draw(buf, round_index + 1, tick)
-        return float(nll.detach())
+        return nll
 
     def _nll(self, x: torch.Tensor) -> torch.Tensor:
         return mean_nll(self.net, x)
@@ -165,8 +177,13 @@ class TeacherRole(RoleState):
             return
         was_training = self.net.training
         self.net.eval()
+        m = self.config.batch_size
         for k in range(buf.num_slots):
-            batch = self.net.sample(self.config.batch_size, stream(self.config.seed, "teacher-sample", k, round_index))
+            gen = stream(self.config.seed, "teacher-sample", k, round_index)
+            if self.pool is not None:  # m of the pool's samples, with replacement: no pixel-by-pixel sampling
+                batch = self.pool[torch.randint(len(self.pool), (m,), generator=gen)]
+            else:
+                batch = self.net.sample(m, gen)
             with self.copying():
                 buf.t_sample[k].copy_(batch)
             tick()
@@ -178,7 +195,9 @@ class TeacherRole(RoleState):
         fresh ones, at a start), no half-done round."""
         self._buf = buf
         if self.frozen and not self._restored:  # a fresh start: the fixed teacher's weights from its file
-            self.net.load_state_dict(teacher_of(self.config, tuple(buf.sample.shape[2:])).state_dict())
+            data = fixed_teacher(self.config, self.sample_shape)
+            _load_weights(self.net, data, self.config.teacher)
+            self.pool = data.get("pool")
             self._restored = True  # (once)
         if self.distiller is not None:
             self.distiller.rejoin(buf, round_index)
@@ -193,11 +212,15 @@ class TeacherRole(RoleState):
         if self.distiller is not None:
             state["distiller"] = self.distiller.state_dict(round_index)
             state["teacher_batch"] = self._buf.t_sample.to("cpu", copy=True)
+        if self.pool is not None:  # (a resumed run needs no teacher file: weights and pool are here)
+            state["pool"] = to_levels(self.pool).to(torch.uint8)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self._restored = True
+        if "pool" in state:
+            self.pool = check_pool(state["pool"], self.sample_shape, "the teacher's checkpoint")
         if self.distiller is not None:
             self.distiller.load_state_dict(state["distiller"])
             self._restored_batch = state["teacher_batch"]

@@ -15,13 +15,17 @@ attributes   schema_version, status (running | complete | interrupted | failed),
              served/<process> (async: slots each D and C process served)
 loss/discriminator  [R]     −J^D, mean over D's K updates of the round
 loss/classifier     [R]     −J^C head losses, mean over C's K updates (NaN when K = 1)
-loss/generator      [R, K]  J^{G_k} = D term + β_k · C term
+loss/generator      [R, K]  J^{G_k} = D term + β_k · C term (+ γ · T term with a teacher)
 beta                [R, K]  β_k
 term/discriminator  [R, K]  D's term of J^{G_k}: E[1 − min(d, logit t)]
 term/classifier     [R, K]  C's term without β: E[softplus(c_k)]
+loss/teacher        [R]     (--teacher-weight > 0) T's NLL of the round's real batch before its step: nats per
+                    sample (2-D), bits/dim (images); NaN for a fixed teacher (--teacher), which takes no step
+loss/distiller      [R]     D_T's loss, mean over its K updates (NaN for --teacher-term likelihood)
+term/teacher        [R, K]  T's term of J^{G_k} without γ
 time/round          [R]     wall seconds from the end of the previous round to the end of this one
 time/<role>/compute, time/<role>/wait, time/<role>/copy   [R, K] for generator, [R] for discriminator and
-                    classifier: seconds of the round that role spent computing, waiting for a signal,
+                    classifier (and teacher): seconds of the round that role spent computing, waiting for a signal,
                     and copying into or out of slots (the sequential engine never waits)
 eval/round          [E]     rounds after which an evaluation ran (0-based)
 eval/train_seconds  [E]     training wall time up to that evaluation, evaluation time excluded

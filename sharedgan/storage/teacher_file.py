@@ -1,8 +1,11 @@
 """The teacher file (``sharedgan teacher --out T.pt``), which fixes HGAN's teacher for a study.
 
 A plain tensor dictionary read with ``torch.load(weights_only=True)``, so reading one someone else
-made runs no code: its kind, sample shape and sizes, its weights, and the held-out NLL it was
-trained to. Whatever does not fit the run that loads it is refused in one line.
+made runs no code: its kind, sample shape and sizes, its weights, the held-out NLL it was trained
+to, and (an image teacher) a *pool* of its samples, drawn once when it was trained: a PixelCNN draws
+a pixel at a time (seconds per batch on a CPU), so a run that holds the teacher fixed gives D_T
+batches picked from the pool instead. Whatever does not fit the run that loads it is refused in one
+line.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import torch
 
 from sharedgan.errors import ConfigError
+from sharedgan.models.pixelcnn import from_levels, to_levels
 from sharedgan.models.teacher import kind_of
 from sharedgan.storage.files import write_atomic
 
@@ -20,12 +24,26 @@ FORMAT = 1
 
 
 def save_teacher(path: Path, net: torch.nn.Module, sample_shape: tuple[int, ...], width: int, components: int,
-                 dataset: str, nll: float, unit: str) -> None:
+                 dataset: str, nll: float, unit: str, pool: torch.Tensor | None = None) -> None:
+    """``pool``: the teacher's own samples (images [P, C, H, W] on its levels), kept as uint8 levels."""
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "kind": kind_of(sample_shape), "sample_shape": list(sample_shape), "width": width,
-                "components": components, "dataset": dataset, "nll": nll, "unit": unit,
-                "model": net.state_dict()}, buffer)
+    data = {"format": FORMAT, "kind": kind_of(sample_shape), "sample_shape": list(sample_shape), "width": width,
+            "components": components, "dataset": dataset, "nll": nll, "unit": unit, "model": net.state_dict()}
+    if pool is not None:
+        data["pool"] = to_levels(pool).to(torch.uint8)
+    torch.save(data, buffer)
     write_atomic(Path(path), buffer.getvalue())
+
+
+def check_pool(pool, sample_shape: tuple[int, ...], where: str) -> torch.Tensor:
+    """A pool read from disk (a teacher file or a checkpoint): uint8 levels [P ≥ 1, *sample_shape],
+    returned as values in [−1, 1]; anything else is refused in one line."""
+    if not (isinstance(pool, torch.Tensor) and pool.dtype == torch.uint8 and pool.dim() == 1 + len(sample_shape)
+            and len(pool) >= 1 and list(pool.shape[1:]) == list(sample_shape)):
+        shape = tuple(pool.shape) if isinstance(pool, torch.Tensor) else type(pool).__name__
+        raise ConfigError(f"{where}: its pool of teacher samples is not uint8 levels of shape [P, "
+                          f"{', '.join(map(str, sample_shape))}] (got {shape}); train the teacher again")
+    return from_levels(pool)
 
 
 def read_teacher(path: str | Path, sample_shape: tuple[int, ...], width: int, components: int) -> dict:
@@ -47,4 +65,6 @@ def read_teacher(path: str | Path, sample_shape: tuple[int, ...], width: int, co
         if data.get(key) != value:
             raise ConfigError(f"--teacher {path} was trained with --teacher-{key} {data.get(key)}; pass the same "
                               f"(this run has {value})")
+    if "pool" in data:
+        data["pool"] = check_pool(data["pool"], sample_shape, f"--teacher {path}")
     return data

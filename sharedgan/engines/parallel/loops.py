@@ -24,7 +24,7 @@ waits for a new BEGIN(R), R past every round anyone started, so no stale message
 Every wait sends a HEARTBEAT about once a second; a role that stops sending them is hung.
 
 ROUND_DONE values: generator (J^{G_k}, β_k, D term, C term, T term); D (mean −J^D); C (mean C loss);
-T (its NLL of the round's real batch, D_T's mean loss).
+T (its NLL of the round's real batch, NaN for a fixed teacher; D_T's mean loss).
 A role that finished says FINISHED and exits only when the runner DISMISSED it, so the runner has
 processed every message of that role (one pipe keeps order) before the role's sockets go.
 """
