@@ -79,6 +79,7 @@ SDECONV_FACTORIES = {False: "sharedgan.models.mlp:sdeconv_mlp_generator",
 TENSORBOARD = ("auto", "on", "off")  # --tensorboard: mirror run.h5 into RUN/tensorboard/ (sharedgan.board)
 FEATURE_MATCHING = ("off", "replace", "add")  # the generator's D term: as is, replaced by or plus feature matching
 TEACHER_TERMS = ("adversarial", "likelihood")  # --teacher-term: D_T's term, or the teacher's exact −log p_T
+PRECISIONS = ("fp32", "bf16")  # --precision: the models' training forward passes
 
 
 def setting(default, help: str, *, choices: tuple[str, ...] | None = None, path: bool = False, resumable: bool = False,
@@ -236,6 +237,12 @@ class TrainConfig:
         False, "Deterministic kernels in every process (torch.use_deterministic_algorithms), for bit-exact GPU runs.",
         resumable=True)
     threads: int = setting(1, "Torch threads per process (per role in the parallel engine).", resumable=True)
+    precision: str = setting(
+        "fp32", "bf16: every training forward pass of G, D and C under torch.autocast in bfloat16 (matrix products "
+        "and convolutions); outputs, losses, the gradients written to the slots, parameters and optimiser states stay "
+        "float32, evaluation and the teacher run in float32. Every engine runs the same steps, so the engines still "
+        "agree bit for bit. Faster only where the processor or GPU has bf16 units (docs/results.md).",
+        choices=PRECISIONS)
     # the asynchronous engine: D and C processes (replicas) and how their parameters stay in step
     d_replicas: int = setting(1, "--engine async: discriminator processes serving the generators (R).",
                               resumable=True)

@@ -104,6 +104,9 @@ OPTION_SETS = {
     "pairwise+feature-matching-added": dict(k=3, classifier="pairwise", feature_matching="add"),
     "hinge+spectral-norm+r1+ema": dict(generator_loss="hinge", spectral_norm="both", r1=0.5, r1_every=3, ema=0.9),
     "classifier-negatives": dict(k=3, classifier_negatives=21),  # 10 and 11 of the other slots' 32 rows
+    # bf16 autocast: the same steps in every engine, so still bit-equal; R1's double backward and
+    # feature matching's second output pass through it
+    "bf16+feature-matching+r1": dict(precision="bf16", feature_matching="add", r1=0.5),
 }
 
 

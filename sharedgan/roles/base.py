@@ -27,11 +27,23 @@ class RoleState:
 
     net: torch.nn.Module
     opt: torch.optim.Optimizer
+    device: torch.device
 
     config: TrainConfig
     lr_role: str
     name: str
     copy_seconds = 0.0  # time spent copying into or out of slots (the "copy" of the time breakdown)
+
+    def in_precision(self, fn, *args):
+        """``fn(*args)`` (the role's model, or one of its methods) in ``--precision``: bf16 runs it
+        under ``torch.autocast`` (matrix products and convolutions in bfloat16) and returns its
+        outputs as float32, so losses, the gradients written to the slots, parameters and optimiser
+        states stay float32; fp32 runs it as it is."""
+        if self.config.precision == "fp32":
+            return fn(*args)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            out = fn(*args)
+        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
 
     @contextmanager
     def copying(self):

@@ -73,7 +73,7 @@ class ClassifierRole(RoleState):
             picked = samples.reshape(K * m, *samples.shape[2:]).index_select(0, rows).to(self.device)
         positions = {k: (torch.searchsorted(rows, served[i]).to(self.device),
                          torch.searchsorted(rows, drawn[k]).to(self.device)) for i, (k, _) in enumerate(jobs)}
-        return self.net(picked), positions
+        return self.in_precision(self.net, picked), positions
 
     def serve_slots(self, buf: SlotBuffer, jobs: list[tuple[int, int]], cache: SampleCache | None = None,
                     lr_scale: float = 1.0) -> float:
@@ -98,7 +98,8 @@ class ClassifierRole(RoleState):
         if self.config.classifier_negatives:
             logits, negatives = self._negatives_logits(samples, jobs, seen)
         else:  # Algorithm 1: every sample of the round through C
-            logits = self.net(samples.reshape(K * m, *samples.shape[2:]).to(self.device)).reshape(K, m, -1)
+            flat = samples.reshape(K * m, *samples.shape[2:]).to(self.device)
+            logits = self.in_precision(self.net, flat).reshape(K, m, -1)
             negatives = None
         losses = classifier_step_terms(kind, logits, slots, seen, negatives)
         if losses:
@@ -110,7 +111,7 @@ class ClassifierRole(RoleState):
 
         with self.copying():
             x = samples[slots].to(self.device, copy=True).requires_grad_(True)
-        out = self.net(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m, -1)
+        out = self.in_precision(self.net, x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m, -1)
         per_sample = torch.stack([classifier_term(kind, out[i], k, K) for i, k in enumerate(slots)])  # [g, m]
         terms = per_sample.mean(dim=1)  # each slot's C term of J^{G_k}, without β
         grad = input_gradient(terms.sum(), x)

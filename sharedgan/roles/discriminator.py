@@ -48,7 +48,7 @@ class DiscriminatorRole(RoleState):
         # due when a job's round is (the async engine's steps may mix rounds: any of them counts)
         r1_due = config.r1 > 0 and any(n % config.r1_every == 0 for _, n in jobs)
         real.requires_grad_(r1_due)
-        d_real = self.net(self._augmented(real, jobs, "augment-real")).reshape(-1)
+        d_real = self.in_precision(self.net, self._augmented(real, jobs, "augment-real")).reshape(-1)
         loss = discriminator_loss(d_real, self._fake_logits.reshape(-1), config.label_smoothing,
                                   "hinge" if config.generator_loss == "hinge" else "bce")
         if r1_due:  # lazy: every r1_every rounds, weighted by the interval (StyleGAN2)
@@ -119,14 +119,14 @@ class DiscriminatorRole(RoleState):
         g, m, fm = len(jobs), self.config.batch_size, self.config.feature_matching
         flat = self._augmented(x.reshape(g * m, *x.shape[2:]), jobs, "augment-fake")
         if fm == "off":
-            logits = self.net(flat).reshape(g, m)
+            logits = self.in_precision(self.net, flat).reshape(g, m)
         else:
-            logits, features = self.net.forward_features(flat)
+            logits, features = self.in_precision(self.net.forward_features, flat)
             logits, features = logits.reshape(g, m), features.reshape(g, m, -1)
             with torch.no_grad():
                 real = self._augmented(torch.cat([self._real(k, n) for k, n in jobs]).to(self.device), jobs,
                                        "augment-real")
-                real_mean = self.net.forward_features(real)[1].reshape(g, m, -1).mean(1)
+                real_mean = self.in_precision(self.net.forward_features, real)[1].reshape(g, m, -1).mean(1)
             matching = [feature_matching(real_mean[i], features[i]) for i in range(g)]
         terms = []
         for i in range(g):

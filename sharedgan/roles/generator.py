@@ -144,7 +144,7 @@ class GeneratorRole(RoleState):
 
     def write_sample(self, buf: SlotBuffer, round_index: int) -> None:
         """Algorithm 1 lines 7–9: sample z from the prior, generate m samples, put them in slot k."""
-        x = self.net(self.noise(self.config.batch_size, "noise", round_index).to(self.device))
+        x = self.in_precision(self.net, self.noise(self.config.batch_size, "noise", round_index).to(self.device))
         check_finite(self.name, round_index, "its sample", x.detach())
         with self.copying():
             buf.sample[self.k].copy_(x.detach())
