@@ -48,15 +48,17 @@ def _same(runs):
 
 
 @needs_cuda
-@pytest.mark.parametrize("dataset", ["ring8", "images"])
+@pytest.mark.parametrize("dataset", ["ring8", "images", "images-bf16"])
 def test_engines_agree_on_cuda(tmp_path, leak_check, dataset):
     extra = {}
-    if dataset == "images":
+    if dataset.startswith("images"):
         from data_files import cifar_folder
         cifar_folder(tmp_path / "data", n=16)
         extra = dict(dataset="cifar10", data_dir=str(tmp_path / "data"), width=8, rounds=8, eval_every=4,
                      checkpoint_every=4, batch_size=8)
     cfg = {**SMALL, **extra, "device": "cuda", "deterministic": True}
+    if dataset.endswith("bf16"):
+        cfg["precision"] = "bf16"
     runs = [train(TrainConfig(out=str(tmp_path / e), engine=e, **cfg)).run_dir for e in ("sequential", "parallel")]
     assert _same(runs), "the engines differ on CUDA with deterministic kernels"
 

@@ -2,7 +2,7 @@
 
     pip install scikit-learn
     python examples/studies/teacher_digits.py [--k 1,4] [--seeds 1,2,3] [--rounds 1000] [--width 16]
-                                              [--runs runs/teacher-digits] [--out docs/teacher]
+                                              [--runs runs/teacher-digits] [--out docs/teacher] [--report-only]
 
 The image half of examples/studies/teacher.py, on scikit-learn's bundled handwritten digits at
 32 × 32 (examples/studies/real_digits.py says how they are made and judged). First trains one fixed
@@ -50,6 +50,7 @@ def main():
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--rounds", type=int, default=1000)
     ap.add_argument("--width", type=int, default=16, help="DCGAN base width of the mixture's models")
+    ap.add_argument("--report-only", action="store_true", help="train nothing: the table of the finished runs")
     ap.add_argument("--runs", default="runs/teacher-digits")
     ap.add_argument("--out", default="docs/teacher")
     args = ap.parse_args()
@@ -66,7 +67,10 @@ def main():
         for row, (_, options) in ROWS.items():
             options = options | ({"teacher": teacher["path"]} if options else {})
             for seed in seeds:
-                r = train_and_judge(data, k, seed, args.rounds, args.width, options, runs / f"k{k}-{row}-seed{seed}")
+                run_dir = runs / f"k{k}-{row}-seed{seed}"
+                if args.report_only and not (run_dir / "result.json").is_file():
+                    continue
+                r = train_and_judge(data, k, seed, args.rounds, args.width, options, run_dir)
                 print(f"K={k} {row} seed {seed}: {r['classes_covered']}/{r['num_classes']} classes, KL "
                       f"{r['kl_uniform']:.3f}, {len(collapsed(r['spread']))} collapsed, {len(unreal(r['precision']))} "
                       f"unreal, precision {r['mixture_precision']:.2f} recall {r['mixture_recall']:.2f}, "
@@ -95,10 +99,10 @@ def main():
                      f"| {_mean_std([r['mixture_precision'] for r in rs], '.2f')} "
                      f"| {_mean_std([r['mixture_recall'] for r in rs], '.2f')} "
                      f"| {_mean_std([r['train_seconds'] / args.rounds for r in rs], '.3f')} |")
-        shutil.copyfile(runs / f"k{k}-{row}-seed{seeds[0]}" / "samples.png", out / f"digits-k{k}-{row}.png")
+        shutil.copyfile(runs / f"k{k}-{row}-seed{rs[0]['seed']}" / "samples.png", out / f"digits-k{k}-{row}.png")
     first = next(iter(results.values()))[0]
     lines += ["", f"Real held-out digits score precision {first['real_precision']:.2f} and recall "
-                  f"{first['real_recall']:.2f} at that size. Seed {seeds[0]}'s final samples, one row per generator:",
+                  f"{first['real_recall']:.2f} at that size. The first seed's final samples, one row per generator:",
               ""]
     lines += [f"![K = {k}, {row}](digits-k{k}-{row}.png)" for k, row in results]
     (out / "digits.md").write_text("\n".join(lines) + "\n")
