@@ -240,8 +240,9 @@ class TrainConfig:
     precision: str = setting(
         "fp32", "bf16: every training forward pass of G, D and C under torch.autocast in bfloat16 (matrix products "
         "and convolutions); outputs, losses, the gradients written to the slots, parameters and optimiser states stay "
-        "float32, evaluation and the teacher run in float32. Every engine runs the same steps, so the engines still "
-        "agree bit for bit. Faster only where the processor or GPU has bf16 units (docs/results.md).",
+        "float32, and so do evaluation, HGAN's teacher model (its distiller, a D, follows this option), virtual "
+        "batch norm and minibatch discrimination. The sequential and parallel engines run the same steps, so they "
+        "still agree bit for bit. Faster only where the processor or GPU has bf16 units (docs/results.md).",
         choices=PRECISIONS)
     # the asynchronous engine: D and C processes (replicas) and how their parameters stay in step
     d_replicas: int = setting(1, "--engine async: discriminator processes serving the generators (R).",

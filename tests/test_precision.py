@@ -45,3 +45,25 @@ def test_fp32_runs_the_model_as_it_is():
 def test_an_unknown_precision_is_refused():
     with pytest.raises(ConfigError, match="--precision"):
         TrainConfig(precision="fp16").validate()
+
+
+def test_the_statistics_layers_compute_in_float32_under_autocast():
+    """Virtual batch norm's E[x²] − E[x]² cancels in bfloat16 (its variance fell to 0 and its
+    output blew up); it and minibatch discrimination run in float32 whatever the autocast."""
+    from sharedgan.models.layers import REFERENCE_SIZE, MinibatchDiscrimination, VirtualBatchNorm
+    torch.manual_seed(0)
+    vbn, x = VirtualBatchNorm(3), 8 + 0.3 * torch.randn(REFERENCE_SIZE + 5, 3)
+    mbd, f = MinibatchDiscrimination(3, 4, 2, group=8), torch.randn(16, 3)
+    for layer, inp in ((vbn, x), (mbd, f)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = layer(inp)
+        assert inside.dtype == torch.float32 and torch.equal(inside, layer(inp))
+    assert 0.5 < float(vbn(x)[REFERENCE_SIZE:].std()) < 1.5
+
+
+def test_in_precision_casts_list_outputs_too():
+    class Lists(nn.Module):
+        def forward(self, x):
+            return [x @ x.T, x.sum()]
+    out = _Role("bf16").in_precision(Lists(), torch.randn(3, 3))
+    assert isinstance(out, list) and all(o.dtype == torch.float32 for o in out)

@@ -312,3 +312,21 @@ def test_an_image_teachers_pool_feeds_its_distiller_and_survives_a_resume(tmp_pa
                       str(t_file), "--out", str(tmp_path / "x")), 2, "its pool of teacher samples is not uint8")
     one_line(cli_here(capsys, "teacher", "--out", str(tmp_path / "T2.pt"), "--pool", "4"), 2,
              "a 2-D teacher draws its samples at once")
+
+
+def test_a_pool_read_from_disk_is_checked_before_it_is_used(tmp_path):
+    """A teacher file or checkpoint is untrusted: a saved view can claim a huge pool over one byte
+    of storage, a pool can be sparse, or sit in a 2-D teacher's file; each is one line, not 41 GB
+    or a traceback."""
+    from sharedgan.storage.teacher_file import check_pool, read_teacher, save_teacher
+    shape = (1, 32, 32)
+    assert check_pool(torch.full((3, *shape), 255, dtype=torch.uint8), shape, "f").eq(1.0).all()
+    for bad in (torch.zeros(1, dtype=torch.uint8).expand(10**7, *shape), torch.zeros(3, *shape).to(torch.uint8)[::2].
+                transpose(2, 3), torch.zeros(2, *shape, dtype=torch.uint8).to_sparse(), torch.zeros(2, *shape)):
+        with pytest.raises(ConfigError, match="its pool of teacher samples is not dense uint8 levels"):
+            check_pool(bad, shape, "f")
+    path = tmp_path / "T.pt"
+    save_teacher(path, mdn_teacher(2, 4, 0), (2,), 4, 2, "ring8", 0.0, "nats")
+    torch.save({**torch.load(path, weights_only=True), "pool": torch.zeros(3, 2, dtype=torch.uint8)}, path)
+    with pytest.raises(ConfigError, match="only an image teacher has"):
+        read_teacher(path, (2,), 4, 2)

@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 REFERENCE_SIZE = 64  # the virtual-batch-norm reference batch (noise drawn once, kept in the model)
 
 
+def in_float32(forward):
+    """A statistics layer's forward in float32 even under ``--precision bf16``'s autocast: batch
+    moments as E[x²] − E[x]² cancel in bfloat16 (virtual batch norm's variance fell to 0), and
+    minibatch discrimination's near-duplicate distances are what bfloat16 rounds away. Without
+    autocast it changes nothing."""
+    def forward_in_float32(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return forward(self, x.float())
+    forward_in_float32.__doc__ = forward.__doc__
+    return forward_in_float32
+
+
 class MinibatchDiscrimination(nn.Module):
     """f [N, A] → o [N, B]: M_i = f_i T ∈ R^{B×C}, c_b(i, j) = exp(−‖M_{i,b} − M_{j,b}‖₁),
     o_b(i) = Σ_j c_b(i, j) (j = i included, as the paper's sum), over the samples of i's group.
@@ -38,6 +50,7 @@ class MinibatchDiscrimination(nn.Module):
         self.kernels, self.kernel_dim, self.group = kernels, kernel_dim, group
         self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
 
+    @in_float32
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         n = f.shape[0]
         g = self.group if self.group and n % self.group == 0 else n
@@ -59,6 +72,7 @@ class VirtualBatchNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
 
+    @in_float32
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.reference_size
         if x.shape[0] <= r:

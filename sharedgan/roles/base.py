@@ -43,7 +43,7 @@ class RoleState:
             return fn(*args)
         with torch.autocast(self.device.type, dtype=torch.bfloat16):
             out = fn(*args)
-        return tuple(o.float() for o in out) if isinstance(out, tuple) else out.float()
+        return type(out)(o.float() for o in out) if isinstance(out, (tuple, list)) else out.float()
 
     @contextmanager
     def copying(self):

@@ -35,13 +35,18 @@ def save_teacher(path: Path, net: torch.nn.Module, sample_shape: tuple[int, ...]
     write_atomic(Path(path), buffer.getvalue())
 
 
+MAX_POOL = 65_536  # samples: a pool claiming more is refused (a tiny file can declare any shape)
+
+
 def check_pool(pool, sample_shape: tuple[int, ...], where: str) -> torch.Tensor:
-    """A pool read from disk (a teacher file or a checkpoint): uint8 levels [P ≥ 1, *sample_shape],
-    returned as values in [−1, 1]; anything else is refused in one line."""
-    if not (isinstance(pool, torch.Tensor) and pool.dtype == torch.uint8 and pool.dim() == 1 + len(sample_shape)
-            and len(pool) >= 1 and list(pool.shape[1:]) == list(sample_shape)):
+    """A pool read from disk (a teacher file or a checkpoint): uint8 levels [P, *sample_shape],
+    1 ≤ P ≤ MAX_POOL, dense and contiguous (a saved view can claim a huge shape over one byte of
+    storage, or be sparse), returned as values in [−1, 1]; anything else is refused in one line."""
+    if not (isinstance(pool, torch.Tensor) and pool.layout == torch.strided and pool.dtype == torch.uint8
+            and pool.dim() == 1 + len(sample_shape) and 1 <= len(pool) <= MAX_POOL
+            and list(pool.shape[1:]) == list(sample_shape) and pool.is_contiguous()):
         shape = tuple(pool.shape) if isinstance(pool, torch.Tensor) else type(pool).__name__
-        raise ConfigError(f"{where}: its pool of teacher samples is not uint8 levels of shape [P, "
+        raise ConfigError(f"{where}: its pool of teacher samples is not dense uint8 levels of shape [P ≤ {MAX_POOL}, "
                           f"{', '.join(map(str, sample_shape))}] (got {shape}); train the teacher again")
     return from_levels(pool)
 
@@ -66,5 +71,8 @@ def read_teacher(path: str | Path, sample_shape: tuple[int, ...], width: int, co
             raise ConfigError(f"--teacher {path} was trained with --teacher-{key} {data.get(key)}; pass the same "
                               f"(this run has {value})")
     if "pool" in data:
+        if kind_of(sample_shape) != "pixelcnn":
+            raise ConfigError(f"--teacher {path} carries a pool of samples, which only an image teacher has; train "
+                              f"the teacher again")
         data["pool"] = check_pool(data["pool"], sample_shape, f"--teacher {path}")
     return data
