@@ -255,9 +255,10 @@ class TrainConfig:
     sync_every: int = setting(
         10, "--replica-sync copy: steps between the primary's publications (and a replica's loads).", resumable=True)
     serve_batch: str | int = setting(
-        1, "--engine async: the most waiting slots a D or C process scores and learns from in one step (one forward "
+        4, "--engine async: the most waiting slots a D or C process scores and learns from in one step (one forward "
         "pass, one update, as --engine batched does); 1: one step per slot, as Algorithm 1; auto: every slot that "
-        "is waiting (up to K).", resumable=True)
+        "is waiting (up to K). 4 (the default) reached the default launch's quality in the least time "
+        "(docs/results.md).", resumable=True)
     serve_lr_scaling: str = setting(
         "sqrt", "--engine async: a D or C step on g slots uses the learning rate × √g (sqrt: fewer, larger steps learn "
         "about as much per round as g single-slot steps) or as set (none).", choices=LR_SCALINGS, resumable=True)
