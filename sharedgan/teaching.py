@@ -41,7 +41,7 @@ class TeacherReport:
     pool_seconds: float = 0.0
 
 
-def _image_split(data, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def image_split(data, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training, held-out) images: the test split if the data set has one, else 10% held out."""
     if data.test_images is not None and len(data.test_images):
         return np.arange(len(data.images)), np.asarray(data.test_images)
@@ -70,7 +70,7 @@ def train_teacher(config: TrainConfig, steps: int, out: Path, progress=None, poo
     opt = torch.optim.Adam(net.parameters(), lr=config.lr_teacher)
     images = config.images
     if images:
-        train_idx, held = _image_split(dataset.data, config.seed)
+        train_idx, held = image_split(dataset.data, config.seed)
         held_out = from_uint8(held)
     else:
         held_out = dataset.sample(HELD_OUT_2D, stream(config.seed, "teacher-held-out"))
