@@ -50,7 +50,7 @@ IN_PROCESS = ("sequential", "batched")  # one process: it gets every core
 
 
 FIELDS = ("k", "repeat", "seconds_per_round", "updates_per_second", "startup_seconds", "time_to_quality",
-          "copy_share", "wait_share", "threads", "processes", "peak_rss_mb", "limit_seconds_per_round")
+          "copy_share", "wait_share", "threads", "processes", "peak_rss_mb", "peak_cuda_mb", "limit_seconds_per_round")
 
 
 @dataclass
@@ -185,8 +185,15 @@ def measure(plan: BenchPlan, engine: str, k: int, repeat: int, result) -> dict:
             "startup_seconds": result.startup_seconds, "time_to_quality": time_to_quality(run, plan.quality),
             "copy_share": copy, "wait_share": wait, "threads": threads, "processes": plan.processes(engine, k),
             "limit_seconds_per_round": round_limit(run, engine, plan.cores),
-            # every process's peak resident memory, summed (the pages they share counted in each)
-            "peak_rss_mb": sum(float(v) for name, v in run["attrs"].items() if name.startswith("peak_rss/")) / 2**20}
+            # every process's peak resident memory, summed (the pages they share counted in each), and
+            # on a GPU its peak CUDA memory, summed (NaN on the CPU)
+            "peak_rss_mb": _summed_mb(run["attrs"], "peak_rss/"),
+            "peak_cuda_mb": _summed_mb(run["attrs"], "peak_cuda/")}
+
+
+def _summed_mb(attrs: dict, prefix: str) -> float:
+    peaks = [float(v) for name, v in attrs.items() if name.startswith(prefix)]
+    return sum(peaks) / 2**20 if peaks else float("nan")
 
 
 class BenchInterrupted(Exception):
@@ -262,7 +269,8 @@ def cells(plan: BenchPlan, rows: dict) -> list[dict]:
                         "time_to_quality": statistics.median(reached) if reached else float("nan"),
                         "reached": f"{len(reached)}/{len(mine)}", "copy_share": med("copy_share"),
                         "wait_share": med("wait_share"), "threads": mine[0]["threads"],
-                        "peak_rss_mb": med("peak_rss_mb"), "limit": med("limit_seconds_per_round")})
+                        "peak_rss_mb": med("peak_rss_mb"), "peak_cuda_mb": med("peak_cuda_mb"),
+                        "limit": med("limit_seconds_per_round")})
     return out
 
 
@@ -284,8 +292,9 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
         f"target: {target_text(plan)}",
         "",
         "| engine | K | threads | s/round | its limit | generator updates/s | speedup | efficiency | start-up s "
-        "| time to quality s (reached) | copy % | wait % | peak RSS MB (all processes) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| time to quality s (reached) | copy % | wait % | peak RSS MB (all processes) "
+        "| peak CUDA MB (all processes) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in cells(plan, rows):
         lines.append(
@@ -293,7 +302,8 @@ def markdown(plan: BenchPlan, rows: dict) -> str:
             f"| {c['updates_per_second']:.1f} "
             f"| {c['speedup']:.2f} | {_fmt(c['efficiency'], '.2f')} | {c['startup_seconds']:.1f} "
             f"| {_fmt(c['time_to_quality'], '.1f')} ({c['reached']}) | {_fmt(100 * c['copy_share'], '.1f')} "
-            f"| {_fmt(100 * c['wait_share'], '.1f')} | {_fmt(c['peak_rss_mb'], ',.0f')} |")
+            f"| {_fmt(100 * c['wait_share'], '.1f')} | {_fmt(c['peak_rss_mb'], ',.0f')} "
+            f"| {_fmt(c['peak_cuda_mb'], ',.0f')} |")
     return "\n".join(lines)
 
 

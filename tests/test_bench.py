@@ -35,7 +35,7 @@ def test_shares_and_speedups():
     assert copy == pytest.approx(0.02) and wait == pytest.approx(0.1)
     plan = BenchPlan([2], ["sequential", "parallel"], cores=2)
     row = dict(k=2, startup_seconds=1.0, time_to_quality=float("nan"), copy_share=0.0, wait_share=0.0, peak_rss_mb=1.0,
-               limit_seconds_per_round=0.1)
+               peak_cuda_mb=float("nan"), limit_seconds_per_round=0.1)
     rows = {"sequential": [dict(row, seconds_per_round=0.4, updates_per_second=5.0, threads=2, processes=1)],
             "parallel": [dict(row, seconds_per_round=0.25, updates_per_second=8.0, threads=1, processes=4)]}
     seq, par = cells(plan, rows)
@@ -70,6 +70,7 @@ def test_a_tiny_study_end_to_end(tmp_path, leak_check):
         assert f.attrs["rounds"] == 20
         # every process's peak memory, summed: the parallel engine's 5 processes hold more than 1
         assert f["parallel/peak_rss_mb"][0] > f["sequential/peak_rss_mb"][0] > 50
+        assert np.isnan(f["parallel/peak_cuda_mb"][0])  # (no GPU: nothing to sum; tests/test_cuda.py has the rest)
         assert all(f[f"{e}/limit_seconds_per_round"][0] > 0 for e in ("sequential", "parallel", "async:b2"))
     assert (out / "bench.png").stat().st_size > 0 and (out / "bench.md").read_text().strip() in table
     again = cli("bench", "--k", "2", "--rounds", "20", "--out", str(out))

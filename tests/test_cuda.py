@@ -61,6 +61,11 @@ def test_engines_agree_on_cuda(tmp_path, leak_check, dataset):
         cfg.update(precision="bf16", spectral_norm="both", r1=1.0)
     runs = [train(TrainConfig(out=str(tmp_path / e), engine=e, **cfg)).run_dir for e in ("sequential", "parallel")]
     assert _same(runs), "the engines differ on CUDA with deterministic kernels"
+    # every process's own peak CUDA memory: the sequential engine's one, each role of the parallel one
+    attrs = [read_run_file(run / "run.h5")["attrs"] for run in runs]
+    assert [name for name in attrs[0] if name.startswith("peak_cuda/")] == ["peak_cuda/runner"]
+    roles = {name.removeprefix("peak_cuda/") for name, v in attrs[1].items() if name.startswith("peak_cuda/") and v > 0}
+    assert roles == {"runner", *TrainConfig(**cfg).validate().processes}
 
 
 @needs_cuda

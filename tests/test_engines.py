@@ -65,6 +65,21 @@ def _check_time_breakdown(seq, par, k):
     fields = slot_fields(par["config"]["batch_size"], (2,), par["config"]["eval_samples"])
     assert par["attrs"]["slot_buffer_bytes"] == seq["attrs"]["slot_buffer_bytes"] == buffer_bytes(fields, k)
     assert "peak resident memory: runner" in format_time_breakdown(par)
+    assert not any(name.startswith("peak_cuda/") for name in par["attrs"])  # (a CPU run: tests/test_cuda.py)
+
+
+def test_peak_memory_lines_by_hand():
+    from sharedgan.storage.runfile import format_memory
+    mb = 2**20
+    attrs = {"peak_rss/runner": 300 * mb, "peak_rss/discriminator": 280 * mb, "peak_rss/generator-0": 270 * mb,
+             "peak_rss/generator-1": 290 * mb, "slot_buffer_bytes": mb // 2}
+    line = ("peak resident memory: runner 300 MB, discriminator 280 MB, generators 270–290 MB each; 1,140 MB in all "
+            "(pages they share counted in each); slot buffer 0.50 MB")
+    assert format_memory(attrs) == line
+    attrs |= {"peak_cuda/runner": 64 * mb, "peak_cuda/discriminator": 10 * mb, "peak_cuda/generator-0": 5 * mb,
+              "peak_cuda/generator-1": 5 * mb}
+    assert format_memory(attrs) == line + ("\npeak CUDA memory: runner 64 MB, discriminator 10 MB, generators 5 MB "
+                                           "each; 84 MB in all (each process's own allocations)")
 
 
 def test_k1_is_a_plain_gan_in_both_engines(tmp_path, leak_check):

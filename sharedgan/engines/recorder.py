@@ -25,7 +25,7 @@ from sharedgan.eval.modes import ModeReport, mix, mixture_assignment, mode_repor
 from sharedgan.eval.realness import METRICS as REALNESS_METRICS
 from sharedgan.eval.realness import unreal
 from sharedgan.eval.spread import collapsed, generator_spread, reference_spread
-from sharedgan.runtime.memory import peak_rss
+from sharedgan.runtime.memory import peak_cuda, peak_rss
 from sharedgan.storage.files import write_atomic
 from sharedgan.storage.runfile import TIME_PARTS, decode_text, write_run_file
 
@@ -59,6 +59,7 @@ class RunRecorder:
         self.reports_needed = len(config.roles)
         self.served: dict[str, int] = {}  # engine async: slots each D and C process served (this session)
         self.peak_rss: dict[str, int] = {}  # process → its peak resident memory, bytes (this session)
+        self.peak_cuda: dict[str, int] = {}  # process → its peak CUDA memory, bytes (runs on a GPU)
         self.slot_buffer_bytes = 0
         self._reports: dict[int, int] = {}
         self.rounds_completed = 0
@@ -134,6 +135,11 @@ class RunRecorder:
         """A reading of ``process``'s peak resident memory (bytes; the peak over a respawned role's lives)."""
         if peak is not None:
             self.peak_rss[process] = max(peak, self.peak_rss.get(process, 0))
+
+    def cuda_memory(self, process: str, peak: int | None) -> None:
+        """``process``'s peak CUDA memory (bytes; the peak over a respawned role's lives)."""
+        if peak is not None:
+            self.peak_cuda[process] = max(peak, self.peak_cuda.get(process, 0))
 
     def _count(self, n: int) -> None:
         self._reports[n] = self._reports.get(n, 0) + 1
@@ -384,7 +390,9 @@ class RunRecorder:
             "slot_buffer_bytes": self.slot_buffer_bytes,
         }
         self.memory("runner", peak_rss())
+        self.cuda_memory("runner", peak_cuda())
         attrs.update({f"peak_rss/{name}": peak for name, peak in self.peak_rss.items()})
+        attrs.update({f"peak_cuda/{name}": peak for name, peak in self.peak_cuda.items()})
         ev = self.evals
         data = {name: values[:R] for name, values in self.series.items()}
         data["eval/round"] = np.array([e["round"] for e in ev], dtype=np.int64)

@@ -54,6 +54,7 @@ class Kind(enum.IntEnum):
     STOP = 10
     ABORT = 11            # runner → every role: exit now, no checkpoint
     FINISHED = 12         # any role → runner, its last message: everything it had to say was sent before this
+                          # values[0] = its peak CUDA memory in bytes (−1: it used no GPU)
     DISMISSED = 13        # runner → role: FINISHED (and so all before it, one pipe keeps order) was processed
     BEGIN = 14            # runner → role: start (or, after a resync, restart) at round n; values[0] = epoch
     HEARTBEAT = 15        # any role → runner, about once a second from every wait: "I am making progress"

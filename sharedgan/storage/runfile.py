@@ -12,6 +12,8 @@ attributes   schema_version, status (running | complete | interrupted | failed),
              pyzmq, libzmq, h5py), host, platform, cpu_count, started_at, finished_at,
              slot_buffer_bytes, peak_rss/<process> (bytes: the runner's and every child's peak
              resident memory, read by the runner from /proc; the max over a respawned role's lives),
+             peak_cuda/<process> (bytes, runs on a GPU: PyTorch's peak CUDA allocation of each process,
+             summed over its devices, reported by the process itself when it finishes),
              served/<process> (async: slots each D and C process served)
 loss/discriminator  [R]     −J^D, mean over D's K updates of the round
 loss/classifier     [R]     −J^C head losses, mean over C's K updates (NaN when K = 1)
@@ -117,9 +119,20 @@ def format_time_breakdown(data: dict) -> str:
 
 
 def format_memory(attrs: dict) -> str:
-    """One line: each process's peak resident memory (run.h5's ``peak_rss/<process>`` attributes;
-    generators as a range) and the slot buffer's size; empty for a run that recorded none."""
-    peaks = {name.split("/", 1)[1]: int(v) for name, v in attrs.items() if name.startswith("peak_rss/")}
+    """Each process's peak resident memory (run.h5's ``peak_rss/<process>`` attributes; generators
+    as a range) and the slot buffer's size, then on a second line the peak CUDA memory
+    (``peak_cuda/<process>``) of a run on a GPU; empty for a run that recorded none."""
+    line = _peaks(attrs, "peak_rss/", "peak resident memory", "pages they share counted in each")
+    if not line:
+        return ""
+    buffer = attrs.get("slot_buffer_bytes")
+    line += f"; slot buffer {buffer / 2**20:,.2f} MB" if buffer else ""
+    cuda = _peaks(attrs, "peak_cuda/", "peak CUDA memory", "each process's own allocations")
+    return line + (f"\n{cuda}" if cuda else "")
+
+
+def _peaks(attrs: dict, prefix: str, what: str, summed: str) -> str:
+    peaks = {name.split("/", 1)[1]: int(v) for name, v in attrs.items() if name.startswith(prefix)}
     if not peaks:
         return ""
     mb = lambda b: f"{b / 2**20:,.0f} MB"  # noqa: E731
@@ -129,12 +142,8 @@ def format_memory(attrs: dict) -> str:
     if gens:
         low = f"{min(gens) / 2**20:,.0f}–" if mb(min(gens)) != mb(max(gens)) else ""
         parts.append(f"generators {low}{mb(max(gens))}" + (" each" if len(gens) > 1 else ""))
-    line = f"peak resident memory: {', '.join(parts)}"
-    if len(peaks) > 1:
-        line += f"; {mb(sum(peaks.values()))} in all (pages they share counted in each)"
-    buffer = attrs.get("slot_buffer_bytes")
-    return line + (f"; slot buffer {buffer / 2**20:,.2f} MB" if buffer else "")
-
+    line = f"{what}: {', '.join(parts)}"
+    return line + (f"; {mb(sum(peaks.values()))} in all ({summed})" if len(peaks) > 1 else "")
 
 
 def write_run_file(target, attrs: dict, data: dict, events: list[dict]) -> None:

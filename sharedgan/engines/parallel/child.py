@@ -31,6 +31,7 @@ from sharedgan.roles.generator import GeneratorRole, make_body
 from sharedgan.roles.teacher import TeacherRole
 from sharedgan.runtime import devices
 from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer
+from sharedgan.runtime.memory import peak_cuda
 from sharedgan.runtime.messages import Aborted, Endpoints, Kind, Mailbox, Outbox, Role
 from sharedgan.runtime.procgroup import prepare_child
 from sharedgan.storage import checkpoint
@@ -131,7 +132,8 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
             links.send("runner", Kind.WRITE_FAILED, slot, exc.round, (exc.errno,))
             code, linger = EXIT_WRITE_FAILED, FINAL_LINGER_MS
         else:
-            links.send("runner", Kind.FINISHED, slot)
+            cuda = peak_cuda()  # (only this process can read it)
+            links.send("runner", Kind.FINISHED, slot, values=(-1.0 if cuda is None else float(cuda),))
             mailbox.wait_for(Kind.DISMISSED, Role.RUNNER, timeout=config.signal_timeout)
             linger = FINAL_LINGER_MS  # its last signals (FINAL, RELEASED) reach peers still reading
             log.info("%s finished", name)

@@ -211,6 +211,8 @@ class Supervisor:
 
     def _on_finished(self, msg: Message, name: str) -> None:
         self._read_memory([self.config.host(name)])  # (its last reading: it exits now)
+        if msg.values[0] > 0:  # its peak CUDA memory, which only it could read
+            self.recorder.cuda_memory(self.config.host(name), int(msg.values[0]))
         self.finished.add(name)
         self.finished_at = time.monotonic()
         self.outbox.send(name, Kind.DISMISSED)
