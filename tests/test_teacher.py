@@ -309,7 +309,7 @@ def test_an_image_teachers_pool_feeds_its_distiller_and_survives_a_resume(tmp_pa
     torch.save({**saved, "pool": saved["pool"].float()}, t_file)
     one_line(cli_here(capsys, "launch", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"), "--k", "2",
                       "--width", "4", "--rounds", "2", "--teacher-weight", "1", "--teacher-width", "2", "--teacher",
-                      str(t_file), "--out", str(tmp_path / "x")), 2, "its pool of teacher samples is not uint8")
+                      str(t_file), "--out", str(tmp_path / "x")), 2, "its pool of teacher samples is not dense uint8")
     one_line(cli_here(capsys, "teacher", "--out", str(tmp_path / "T2.pt"), "--pool", "4"), 2,
              "a 2-D teacher draws its samples at once")
 
