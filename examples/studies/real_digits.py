@@ -123,6 +123,15 @@ def _realness(run, seed: int) -> dict:
                 real_precision=r.real["precision"], real_recall=r.real["recall"], realness_m=r.m)
 
 
+def summary(r: dict) -> str:
+    """A judged run (``train_and_judge``'s result) in one line."""
+    from sharedgan.eval.realness import unreal
+    from sharedgan.eval.spread import collapsed
+    return (f"{r['classes_covered']}/{r['num_classes']} classes, {r['confident']:.1%} confident, KL "
+            f"{r['kl_uniform']:.3f}, {len(collapsed(r['spread']))} collapsed, {len(unreal(r['precision']))} unreal, "
+            f"precision {r['mixture_precision']:.2f} recall {r['mixture_recall']:.2f}, {r['train_seconds']:.0f} s")
+
+
 def _mean_std(values, fmt):
     if len(values) == 1:
         return format(values[0], fmt)
@@ -159,10 +168,7 @@ def main():
         for seed in seeds:
             tag = "" if name == "defaults" else f"-{name}"
             r = train_and_judge(data, k, seed, args.rounds, args.width, options, runs / f"k{k}{tag}-seed{seed}")
-            print(f"{name} K={k} seed {seed}: {r['classes_covered']}/{r['num_classes']} classes, "
-                  f"{r['confident']:.1%} confident, KL {r['kl_uniform']:.3f}, {len(collapsed(r['spread']))} collapsed, "
-                  f"{len(unreal(r['precision']))} unreal, precision {r['mixture_precision']:.2f} recall "
-                  f"{r['mixture_recall']:.2f}, {r['train_seconds']:.0f} s", flush=True)
+            print(f"{name} K={k} seed {seed}: {summary(r)}", flush=True)
             rows.setdefault((name, k), []).append(r)
     out.mkdir(parents=True, exist_ok=True)
     for name, k, _ in plan:  # the first seed's final grid, one row per generator

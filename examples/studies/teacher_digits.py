@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from real_digits import _mean_std, train_and_judge, write_digits  # noqa: E402 - the digits and their judges
+from real_digits import _mean_std, summary, train_and_judge, write_digits  # noqa: E402 - the digits and their judges
 
 STEPS, BATCH, POOL = 1500, 64, 2048  # the teacher: ~1 s a step and ~5 s per 64 pool samples on one CPU thread
 ROWS = {"none": ("no teacher", {}),
@@ -90,10 +90,7 @@ def main():
                 if args.report_only and not (run_dir / "result.json").is_file():
                     continue
                 r = train_and_judge(data, k, seed, args.rounds, args.width, options, run_dir)
-                print(f"K={k} {row} seed {seed}: {r['classes_covered']}/{r['num_classes']} classes, KL "
-                      f"{r['kl_uniform']:.3f}, {len(collapsed(r['spread']))} collapsed, {len(unreal(r['precision']))} "
-                      f"unreal, precision {r['mixture_precision']:.2f} recall {r['mixture_recall']:.2f}, "
-                      f"{r['train_seconds']:.0f} s", flush=True)
+                print(f"K={k} {row} seed {seed}: {summary(r)}", flush=True)
                 results.setdefault((k, row), []).append(r)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# HGAN's teacher on real handwritten digits",
