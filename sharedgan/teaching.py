@@ -97,9 +97,10 @@ def train_teacher(config: TrainConfig, steps: int, out: Path, progress=None, poo
     unit = "bits/dim" if images else "nats"
     start = time.perf_counter()
     samples = draw_pool(net, pool, config.seed, pool_progress) if pool else None
+    pool_seconds = time.perf_counter() - start if pool else 0.0
     save_teacher(out, net, shape, config.teacher_width, config.teacher_components, config.dataset, nll, unit,
                  samples)
-    return TeacherReport(nll, unit, floor, steps, seconds, pool, time.perf_counter() - start if pool else 0.0)
+    return TeacherReport(nll, unit, floor, steps, seconds, pool, pool_seconds)
 
 
 def draw_pool(net: torch.nn.Module, n: int, seed: int, progress=None) -> torch.Tensor:

@@ -320,7 +320,7 @@ def test_a_pool_read_from_disk_is_checked_before_it_is_used(tmp_path):
     or a traceback."""
     from sharedgan.storage.teacher_file import check_pool, read_teacher, save_teacher
     shape = (1, 32, 32)
-    assert check_pool(torch.full((3, *shape), 255, dtype=torch.uint8), shape, "f").eq(1.0).all()
+    assert check_pool(torch.full((3, *shape), 255, dtype=torch.uint8), shape, "f").eq(255).all()
     for bad in (torch.zeros(1, dtype=torch.uint8).expand(10**7, *shape), torch.zeros(3, *shape).to(torch.uint8)[::2].
                 transpose(2, 3), torch.zeros(2, *shape, dtype=torch.uint8).to_sparse(), torch.zeros(2, *shape)):
         with pytest.raises(ConfigError, match="its pool of teacher samples is not dense uint8 levels"):

@@ -27,7 +27,7 @@ from sharedgan.config import TrainConfig
 from sharedgan.errors import ConfigError
 from sharedgan.math.losses import input_gradient
 from sharedgan.math.seeding import derive_seed, stream
-from sharedgan.models.pixelcnn import to_levels
+from sharedgan.models.pixelcnn import from_levels
 from sharedgan.models.spec import ModelSpec
 from sharedgan.models.teacher import build_teacher, mean_nll
 from sharedgan.roles.base import CPU, RoleState, check_finite
@@ -49,7 +49,7 @@ def teacher_of(config: TrainConfig, sample_shape: tuple[int, ...], trained: bool
 
 def fixed_teacher(config: TrainConfig, sample_shape: tuple[int, ...]) -> dict:
     """``--teacher``'s file, checked against the run: its weights (``model``) and, if it has one, its
-    pool of samples (``pool``, values in [−1, 1])."""
+    pool of samples (``pool``, uint8 levels)."""
     data = read_teacher(config.teacher, sample_shape, config.teacher_width, config.teacher_components)
     if Path(str(data.get("dataset"))).name != Path(config.dataset).name:
         raise ConfigError(f"--teacher {config.teacher} was trained on {data.get('dataset')}, this run's data is "
@@ -92,7 +92,7 @@ class TeacherRole(RoleState):
         self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr_teacher)
         self.frozen = config.teacher is not None  # a teacher trained before is the fixed target
         self.sample_shape = tuple(spec.sample_shape)
-        self.pool: torch.Tensor | None = None  # a fixed teacher's samples drawn when it was trained (its file's)
+        self.pool: torch.Tensor | None = None  # a fixed teacher's samples drawn when it was trained, uint8 levels
         self.distiller = (DistillerRole(config, spec, device, lambda k: self._buf.t_sample[k].to(self.device))
                           if config.teacher_term == "adversarial" else None)
         self._buf: SlotBuffer | None = None
@@ -181,7 +181,7 @@ class TeacherRole(RoleState):
         for k in range(buf.num_slots):
             gen = stream(self.config.seed, "teacher-sample", k, round_index)
             if self.pool is not None:  # m of the pool's samples, with replacement: no pixel-by-pixel sampling
-                batch = self.pool[torch.randint(len(self.pool), (m,), generator=gen)]
+                batch = from_levels(self.pool[torch.randint(len(self.pool), (m,), generator=gen)])
             else:
                 batch = self.net.sample(m, gen)
             with self.copying():
@@ -213,7 +213,7 @@ class TeacherRole(RoleState):
             state["distiller"] = self.distiller.state_dict(round_index)
             state["teacher_batch"] = self._buf.t_sample.to("cpu", copy=True)
         if self.pool is not None:  # (a resumed run needs no teacher file: weights and pool are here)
-            state["pool"] = to_levels(self.pool).to(torch.uint8)
+            state["pool"] = self.pool
         return state
 
     def load_state_dict(self, state: dict) -> None:

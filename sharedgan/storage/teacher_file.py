@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from sharedgan.errors import ConfigError
-from sharedgan.models.pixelcnn import from_levels, to_levels
+from sharedgan.models.pixelcnn import to_levels
 from sharedgan.models.teacher import kind_of
 from sharedgan.storage.files import write_atomic
 
@@ -41,14 +41,14 @@ MAX_POOL = 65_536  # samples: a pool claiming more is refused (a tiny file can d
 def check_pool(pool, sample_shape: tuple[int, ...], where: str) -> torch.Tensor:
     """A pool read from disk (a teacher file or a checkpoint): uint8 levels [P, *sample_shape],
     1 ≤ P ≤ MAX_POOL, dense and contiguous (a saved view can claim a huge shape over one byte of
-    storage, or be sparse), returned as values in [−1, 1]; anything else is refused in one line."""
+    storage, or be sparse), returned as it is; anything else is refused in one line."""
     if not (isinstance(pool, torch.Tensor) and pool.layout == torch.strided and pool.dtype == torch.uint8
             and pool.dim() == 1 + len(sample_shape) and 1 <= len(pool) <= MAX_POOL
             and list(pool.shape[1:]) == list(sample_shape) and pool.is_contiguous()):
         shape = tuple(pool.shape) if isinstance(pool, torch.Tensor) else type(pool).__name__
         raise ConfigError(f"{where}: its pool of teacher samples is not dense uint8 levels of shape [P ≤ {MAX_POOL}, "
                           f"{', '.join(map(str, sample_shape))}] (got {shape}); train the teacher again")
-    return from_levels(pool)
+    return pool
 
 
 def read_teacher(path: str | Path, sample_shape: tuple[int, ...], width: int, components: int) -> dict:
