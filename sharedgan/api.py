@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from sharedgan.config import RESUMABLE, TrainConfig, fingerprint, require_consent
@@ -161,7 +162,8 @@ def _resume_point(config: TrainConfig, run_dir: Path) -> tuple[Path, dict]:
     return found, manifest
 
 
-def train(config: TrainConfig | dict, force: bool = False, progress: bool = False, resume: bool = False) -> RunResult:
+def train(config: TrainConfig | dict, force: bool = False, progress: bool = False, resume: bool = False,
+          cluster=None) -> RunResult:
     """Run one training as ``config`` says; return where it went and how it ended.
 
     With ``resume``, ``config.out`` is an earlier run (see :func:`resume`): training continues after
@@ -172,22 +174,34 @@ def train(config: TrainConfig | dict, force: bool = False, progress: bool = Fals
     when a role dies (its log names the cause), :class:`~sharedgan.errors.Diverged` on NaN/Inf in the
     sequential engine, and :class:`TrainingInterrupted` after SIGINT or SIGTERM (a final checkpoint
     is written first).
+
+    ``cluster``: this process is rank 0 of a torchrun job (``--transport distributed``, see
+    :func:`sharedgan.cluster.launch.launch_rank`); the roles run on the other ranks.
     """
     config = TrainConfig.from_dict(config) if isinstance(config, dict) else dataclasses.replace(config)
-    _check_factories(config, resume)
-    start, restore, manifest = 0, None, {}
-    if resume:
-        restore, manifest = _resume_point(config, Path(config.out))
-        start = manifest["round"] + 1
+    try:
+        _check_factories(config, resume)
+        start, restore, manifest = 0, None, {}
+        if resume:
+            restore, manifest = _resume_point(config, Path(config.out))
+            start = manifest["round"] + 1
+        if cluster is not None:  # every rank starts, or every rank refuses with the same line
+            cluster.agree(config, restore)
+    except (ConfigError, FactoryError) as exc:
+        if cluster is not None and not cluster.agreed:
+            cluster.refuse(str(exc))
+        raise
     run_dir, lock = rundir.prepare(config, force, resume)
     try:
-        return _train(config, run_dir, progress, start, restore, manifest)
+        if cluster is not None:
+            cluster.share_run_dir(run_dir)
+        return _train(config, run_dir, progress, start, restore, manifest, cluster)
     finally:
         lock.release()
 
 
 def _train(config: TrainConfig, run_dir: Path, progress: bool, start: int, restore: Path | None,
-           manifest: dict) -> RunResult:
+           manifest: dict, cluster=None) -> RunResult:
     handler = logging.FileHandler(rundir.log_path(run_dir, "runner"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
@@ -206,11 +220,14 @@ def _train(config: TrainConfig, run_dir: Path, progress: bool, start: int, resto
     from sharedgan.engines.asynchronous import supervisor as asynchronous
     from sharedgan.engines.parallel import supervisor as parallel
     engines = {"parallel": parallel, "sequential": sequential, "batched": sequential, "async": asynchronous}
-    engine = engines[config.engine]
+    engine_run = engines[config.engine].run
+    if cluster is not None:  # the parallel engine's runner on rank 0, its roles torchrun's other ranks
+        from sharedgan.cluster import runner
+        engine_run = partial(runner.run, cluster=cluster)
     try:
         with StopSignals() as stop:
             try:
-                engine.run(config, run_dir, recorder, stop, start, restore)
+                engine_run(config, run_dir, recorder, stop, start, restore)
                 recorder.finish_training()
             except BaseException as exc:
                 recorder.finish_training()

@@ -56,6 +56,7 @@ LR_DECAYS = ("none", "linear")
 
 
 ON_FAILURE = ("stop", "respawn")
+TRANSPORTS = ("shm", "distributed")  # --transport: one machine's shared buffer, or torchrun ranks (sharedgan.cluster)
 
 
 IMAGE_DATASETS = ("cifar10", "mnist")  # and your own: the path of an .h5, .npy, .npz or an image folder
@@ -296,6 +297,11 @@ class TrainConfig:
     heartbeat_timeout: float = setting(
         30.0, "Seconds without a heartbeat after which a role counts as hung (stopped, deadlocked) and is killed.",
         resumable=True)
+    transport: str = setting(
+        "shm", "How the parallel engine's roles share the slot buffer: shm: one machine, one shared buffer. "
+        "distributed: every role a rank of a torchrun job (one node or several), the slot regions each signal "
+        "speaks of sent by torch.distributed point-to-point, the signals over ZeroMQ tcp (docs/cluster.md).",
+        choices=TRANSPORTS, resumable=True)
     on_failure: str = setting(
         "stop", "stop: a crashed or hung role ends the run. respawn: restart it from its latest checkpoint while the "
         "others wait.", choices=ON_FAILURE, resumable=True)
@@ -423,6 +429,16 @@ class TrainConfig:
         need(not (self.engine == "async" and self.on_failure == "respawn"),
              "--on-failure respawn works with --engine parallel; the async engine stops on a failure "
              "(resume it with --resume)")
+        if self.transport == "distributed":
+            need(self.engine == "parallel", f"--transport distributed runs --engine parallel (its roles are "
+                 f"torchrun's ranks); --engine {self.engine} is not built for it")
+            need(self.on_failure == "stop", "--on-failure respawn is replaced by torchrun's own restarts with "
+                 "--transport distributed: use torchrun --max-restarts R (the group resumes from its latest "
+                 "checkpoint)")
+            need(not (self.shared_trunk or self.share_generator_body),
+                 "--shared-trunk and --share-generator-body are not built for --transport distributed yet")
+            need(self.device == "cpu" and not self.devices, "--transport distributed moves CPU tensors over gloo; "
+                 "CUDA (NCCL) is not built yet: use --device cpu")
         need(isinstance(self.teacher_weight, (int, float)) and not isinstance(self.teacher_weight, bool)
              and self.teacher_weight >= 0,
              f"--teacher-weight is a weight γ ≥ 0 (0 = no teacher), got {self.teacher_weight!r}")

@@ -21,8 +21,8 @@ LAYERS = [
     {"config"},  # the one configuration, validated
     {"roles", "eval", "plots", "board"},  # the role steps; metrics; pictures; the TensorBoard mirror
     {"engines"},  # where and when the role steps run
-    {"api", "runs", "bench", "compare", "teaching"},  # train/resume, finished runs, timing studies, runs side by
-    # side, a teacher trained on its own
+    {"api", "runs", "bench", "compare", "teaching", "cluster"},  # train/resume, finished runs, timing studies,
+    # runs side by side, a teacher trained on its own, a torchrun job's ranks
     {"cli", "__init__", "__main__"},
 ]
 

@@ -60,6 +60,8 @@ def _resume_hint(diverged: bool) -> str:
         return ""
     if diverged:
         return f"; the last good checkpoint is {found}"
+    if LAST_RUN.get("transport") == "distributed":  # (every rank's command takes --resume)
+        return f"; resume from {found.name} with: torchrun ... -m sharedgan launch --resume {out}"
     return f"; resume from {found.name} with: sharedgan launch --resume {out}"
 
 

@@ -72,8 +72,14 @@ LAST_RUN: dict = {}  # the run directory of the latest launch, for the resume hi
               help="The config of --resume or --config may name model factories sharedgan does not ship: import "
                    "and run them (only for files you trust; giving the same --*-factory yourself also does).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--roles-here", default=None, metavar="ROLE,...",
+              help="--transport distributed: the roles this node's ranks run, in local-rank order (e.g. "
+                   "generator-0,generator-1); roles no node names fill the ranks left (docs/cluster.md).")
+@click.option("--bind", default=None, metavar="ADDRESS",
+              help="--transport distributed: the interface this node's ZeroMQ inboxes listen on [default: the one "
+                   "that reaches torchrun's rendezvous host].")
 @_launch_options
-def launch(config_file, resume_dir, force, trust_run, quiet, lr, **options):
+def launch(config_file, resume_dir, force, trust_run, quiet, roles_here, bind, lr, **options):
     """Train K generators, a discriminator D and a classifier C.
 
     Writes the run directory: config.json, logs/, run.h5, checkpoints/, samples.png, curves.png,
@@ -98,8 +104,15 @@ def launch(config_file, resume_dir, force, trust_run, quiet, lr, **options):
     try:
         from sharedgan.storage.rundir import default_out
         config.out = config.out or default_out()
-        LAST_RUN["out"] = config.out
-        result = train(config, force=force, progress=not quiet, resume=resume_dir is not None)
+        LAST_RUN.update(out=config.out, transport=config.transport)
+        if config.transport == "distributed":
+            from sharedgan.cluster.launch import launch_rank
+            here = tuple(r.strip() for r in roles_here.split(",") if r.strip()) if roles_here else ()
+            result = launch_rank(config, force, resume_dir is not None, not quiet, here, bind)
+        else:
+            if roles_here or bind:
+                raise ConfigError("--roles-here and --bind place the roles of --transport distributed; drop them")
+            result = train(config, force=force, progress=not quiet, resume=resume_dir is not None)
     except TrainingInterrupted as exc:
         click.echo(f"stopped: {exc}", err=True)
         sys.exit(130 if exc.signum == signal.SIGINT else 128 + exc.signum)

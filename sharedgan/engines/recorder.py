@@ -61,6 +61,7 @@ class RunRecorder:
         self.peak_rss: dict[str, int] = {}  # process → its peak resident memory, bytes (this session)
         self.peak_cuda: dict[str, int] = {}  # process → its peak CUDA memory, bytes (runs on a GPU)
         self.slot_buffer_bytes = 0
+        self.sent_bytes: dict[str, int] = {}  # process → bytes it sent over --transport distributed
         self._reports: dict[int, int] = {}
         self.rounds_completed = 0
         self.started_at = time.time()
@@ -393,6 +394,7 @@ class RunRecorder:
         self.cuda_memory("runner", peak_cuda())
         attrs.update({f"peak_rss/{name}": peak for name, peak in self.peak_rss.items()})
         attrs.update({f"peak_cuda/{name}": peak for name, peak in self.peak_cuda.items()})
+        attrs.update({f"sent_bytes/{name}": sent for name, sent in self.sent_bytes.items()})
         ev = self.evals
         data = {name: values[:R] for name, values in self.series.items()}
         data["eval/round"] = np.array([e["round"] for e in ev], dtype=np.int64)

@@ -14,7 +14,8 @@ checkpoint-write   any role       the role's temporary checkpoint file is writte
 checkpoint-rename  runner         the manifest is written, the checkpoint folder not yet renamed
 =================  =============  ======================================================
 
-Unset (always, outside tests), a point costs one environment lookup.
+Unset (always, outside tests), a point costs one environment lookup. Under torchrun a point fires
+in the group's first attempt only: a group that torchrun restarted must get past it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def point(name: str, process: str, round_index: int) -> None:
     if not spec:
         return
     who, where, when, sig = _parse(spec)
-    if (who, where, when) == (process, name, round_index):
+    if (who, where, when) == (process, name, round_index) and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
         # the runner gets the signal as from outside (SIGTERM: a stop request, handled); a child
         # dies of it, here (its own handling of SIGTERM/SIGHUP, see procgroup, is for signals from
         # outside, whose meaning it first has to learn)

@@ -54,7 +54,8 @@ class Kind(enum.IntEnum):
     STOP = 10
     ABORT = 11            # runner → every role: exit now, no checkpoint
     FINISHED = 12         # any role → runner, its last message: everything it had to say was sent before this
-                          # values[0] = its peak CUDA memory in bytes (−1: it used no GPU)
+                          # values[0] = its peak CUDA memory in bytes (−1: it used no GPU); values[1] = the bytes
+                          # it sent over the transport (0 on shared memory); values[2] = its peak RSS
     DISMISSED = 13        # runner → role: FINISHED (and so all before it, one pipe keeps order) was processed
     BEGIN = 14            # runner → role: start (or, after a resync, restart) at round n; values[0] = epoch
     HEARTBEAT = 15        # any role → runner, about once a second from every wait: "I am making progress"
@@ -187,6 +188,10 @@ class Mailbox:
         self.rejected = 0
         self.waited = 0.0  # seconds spent in wait(): the "wait" of the time breakdown
         self.watchdog = watchdog
+        # the address it is bound at (a tcp:// one asked for port * gets its port here)
+        self.address = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.arrival: Callable[[Message], None] | None = None  # the transport's: fetch what a signal carries
+        self.seen_stop = False  # a STOP came: the runner is stopping the run (it stays set once taken)
 
     def _receive(self, timeout_ms: int) -> None:
         if self.socket.poll(timeout_ms, zmq.POLLIN):
@@ -203,6 +208,9 @@ class Mailbox:
                 elif msg.kind == Kind.RESYNC:
                     raise Resync(msg.round)
                 else:
+                    self.seen_stop |= msg.kind == Kind.STOP
+                    if self.arrival is not None:
+                        self.arrival(msg)
                     self.pending.append(msg)
 
     def take(self, predicate: Callable[[Message], bool]) -> Message | None:

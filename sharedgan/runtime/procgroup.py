@@ -54,6 +54,18 @@ OWN_GRACE = 2.0  # seconds a child waits to learn whether a SIGTERM/SIGHUP was t
 RUN_ENV = "SHAREDGAN_RUN"  # marks every child of a run, so a leak check can find orphans
 
 
+def output_to(log_path: str) -> None:
+    """This process's stdout, stderr (a traceback too) and log records go to its own log file."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)  # never through a link
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                        format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+
+
 def prepare_child(log_path: str, runner_pid: int, threads: int,
                   stopping: Callable[[], bool] | None = None) -> Callable[[], None]:
     """First thing a child does. Returns a watchdog that exits if the runner (or the fork server
@@ -83,14 +95,7 @@ def prepare_child(log_path: str, runner_pid: int, threads: int,
     for sig in JOB_SIGNALS - {signal.SIGINT}:
         signal.signal(sig, lambda signum, _frame: pending.append((signum, time.monotonic())))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, JOB_SIGNALS - {signal.SIGINT})  # (held back while it started)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)  # never through a link
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)
-    sys.stderr = open(2, "w", buffering=1, closefd=False)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
-                        format="%(asctime)s %(processName)s %(levelname)s %(message)s")
+    output_to(log_path)
     torch.set_num_threads(threads)
 
     watch = select.poll()

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import traceback
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -31,7 +32,7 @@ from sharedgan.roles.generator import GeneratorRole, make_body
 from sharedgan.roles.teacher import TeacherRole
 from sharedgan.runtime import devices
 from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer
-from sharedgan.runtime.memory import peak_cuda
+from sharedgan.runtime.memory import peak_cuda, peak_rss
 from sharedgan.runtime.messages import Aborted, Endpoints, Kind, Mailbox, Outbox, Role
 from sharedgan.runtime.procgroup import prepare_child
 from sharedgan.storage import checkpoint
@@ -101,15 +102,44 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
     log.info("%s started, pid %d%s", name, os.getpid(), f", restoring {restore}" if restore else "")
     context = zmq.Context()
     endpoints = Endpoints(*endpoint_spec)
-    mailbox = outbox = None
+    try:
+        inbox = Mailbox(context, endpoints.address(name), token, watchdog)
+    except BaseException:  # noqa: BLE001 - every failure must reach the log, then the runner
+        traceback.print_exc()
+        context.term()
+        sys.exit(1)
+    code = play(name, config, Path(run_dir), Wiring(context, inbox, endpoints, token, watchdog),
+                lambda: SlotBuffer.attach(buffer_handle), restore, epoch, regions)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+@dataclass
+class Wiring:
+    """A role's ends of the control plane: its context, its bound inbox, where the others are."""
+    context: zmq.Context
+    inbox: Mailbox
+    endpoints: object  # address(name) of every peer: Endpoints (ipc) or the cluster's tcp ones
+    token: bytes
+    watchdog: Callable[[], None]
+    transport: Callable[[SlotBuffer], object] | None = None  # None: the buffer is shared memory
+
+
+def play(name: str, config: TrainConfig, run_dir: Path, wiring: Wiring, buffer: Callable[[], SlotBuffer],
+         restore: str | None, epoch: int, regions: dict) -> int:
+    """Build ``name``'s role, run its loop, report how it ended; return the exit code. Closes the
+    wiring's sockets and context."""
+    mailbox, outbox = wiring.inbox, None
     code, linger = 0, 0
     try:
-        mailbox = Mailbox(context, endpoints.address(name), token, watchdog)
         device = devices.role_device(config, name)
         devices.prepare(config, device)
         role, loop, kind, slot, peers = _build(name, config, device, regions)
-        outbox = Outbox(context, token, kind, slot, endpoints, peers)
-        links = Links(mailbox, outbox, config, watchdog)
+        outbox = Outbox(wiring.context, wiring.token, kind, slot, wiring.endpoints, peers)
+        buf = buffer()
+        links = Links(mailbox, outbox, config, wiring.watchdog,
+                      wiring.transport(buf) if wiring.transport is not None else None)
         links.devices = (device, devices.buffer_device(config))
         links.epoch = epoch
         if restore:
@@ -118,10 +148,9 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
                                              r.name if r.name in config.roles else r.name.partition("-")[0])
                 r.load_state_dict(state)
             torch.set_rng_state(state["torch_rng"])
-        buf = SlotBuffer.attach(buffer_handle)
         links.send("runner", Kind.READY, slot)
         try:
-            loop(config, Path(run_dir), buf, links, role)
+            loop(config, run_dir, buf, links, role)
         except Diverged as exc:
             log.error("%s", exc)
             signer = Role.CLASSIFIER if exc.role == "classifier" else None  # C in D's process (--shared-trunk)
@@ -132,10 +161,12 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
             links.send("runner", Kind.WRITE_FAILED, slot, exc.round, (exc.errno,))
             code, linger = EXIT_WRITE_FAILED, FINAL_LINGER_MS
         else:
-            cuda = peak_cuda()  # (only this process can read it)
-            links.send("runner", Kind.FINISHED, slot, values=(-1.0 if cuda is None else float(cuda),))
+            cuda, rss = peak_cuda(), peak_rss()  # (only this process can read them on another machine)
+            links.send("runner", Kind.FINISHED, slot, values=(-1.0 if cuda is None else float(cuda),
+                                                               float(links.transport.bytes_sent), float(rss or 0)))
             mailbox.wait_for(Kind.DISMISSED, Role.RUNNER, timeout=config.signal_timeout)
             linger = FINAL_LINGER_MS  # its last signals (FINAL, RELEASED) reach peers still reading
+            links.transport.close()
             log.info("%s finished", name)
     except Aborted:
         log.info("%s aborted by the runner", name)
@@ -144,12 +175,8 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
         traceback.print_exc()
         code, linger = 1, 0
     finally:
-        if mailbox is not None:
-            mailbox.close()
+        mailbox.close()
         if outbox is not None:
             outbox.close(linger_ms=linger)
-        context.term()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys.exit(code)
-
+        wiring.context.term()
+    return code

@@ -13,6 +13,7 @@ from sharedgan.roles.generator import GeneratorRole
 from sharedgan.runtime import devices
 from sharedgan.runtime.buffer import SlotBuffer
 from sharedgan.runtime.messages import Kind, Mailbox, Outbox, Resync, Role
+from sharedgan.runtime.transport import SharedMemory
 from sharedgan.storage import checkpoint
 
 log = logging.getLogger("sharedgan")
@@ -24,8 +25,11 @@ FINAL_LINGER_MS = 1000  # bounded: a normal exit never waits longer than this on
 class Links:
     """A role's view of the control plane."""
 
-    def __init__(self, mailbox: Mailbox, outbox: Outbox, config: TrainConfig, watchdog: Callable[[], None]):
+    def __init__(self, mailbox: Mailbox, outbox: Outbox, config: TrainConfig, watchdog: Callable[[], None],
+                 transport=None):
         self.mailbox, self.outbox, self.config, self.watchdog = mailbox, outbox, config, watchdog
+        self.transport = transport or SharedMemory()  # what moves the regions a signal carries
+        mailbox.arrival = self.transport.arrived
         self.beat_every = min(1.0, config.heartbeat_timeout / 4)
         self.next_beat = 0.0
         self.first_round = 0
@@ -45,6 +49,7 @@ class Links:
     def send(self, to: str, kind: Kind, slot: int = -1, round: int = -1, values=(), as_role: Role | None = None):
         devices.settle(*self.devices)  # what this role wrote into the buffer is there before a peer hears of it
         self.outbox.send(to, kind, slot, round, values, as_role=as_role)
+        self.transport.sent(to, kind, self.outbox.role if as_role is None else as_role, slot)
 
     def save_checkpoint(self, run_dir: Path, role: RoleState, round_index: int, as_role: Role | None = None) -> None:
         """Write ``role``'s part of the checkpoint of ``round_index`` and tell the runner: the one

@@ -211,14 +211,22 @@ class Supervisor:
 
     def _on_finished(self, msg: Message, name: str) -> None:
         self._read_memory([self.config.host(name)])  # (its last reading: it exits now)
+        self.recorder.memory(self.config.host(name), int(msg.values[2]) or None)  # (its own, on another machine too)
         if msg.values[0] > 0:  # its peak CUDA memory, which only it could read
             self.recorder.cuda_memory(self.config.host(name), int(msg.values[0]))
+        if self.config.transport == "distributed":
+            self.recorder.sent_bytes[self.config.host(name)] = int(msg.values[1])
         self.finished.add(name)
         self.finished_at = time.monotonic()
         self.outbox.send(name, Kind.DISMISSED)
 
     def _checkpoint_complete(self, round_index: int) -> None:
         """Every role's state of ``round_index`` is on disk and the manifest written."""
+
+    def _stop_overdue(self) -> RoleFailed:
+        """The failure of a run whose roles made no progress for STOP_GRACE s after a STOP."""
+        running = ", ".join(self.group.running())
+        return RoleFailed("roles", None, None, f"{running} did not stop within {STOP_GRACE:g} s")
 
     def _send_stop(self) -> None:
         self.outbox.send("discriminator", Kind.STOP)
@@ -311,16 +319,24 @@ class Supervisor:
                 self.group.kill(name)
 
     # ---- the loop ----------------------------------------------------------------------------
-    def run(self) -> int:
+    def _open(self) -> None:
+        """The children's owner and the runner's ends of the control plane."""
         self.group = ProcessGroup(secrets.token_hex(8))
         self.endpoints = Endpoints(self.group.run_id, self.group.folder)
-        cfg, group = self.config, self.group
+        self.inbox = Mailbox(self.context, self.endpoints.address("runner"), self.token)
+        self.outbox = Outbox(self.context, self.token, Role.RUNNER, -1, self.endpoints, self.processes)
+
+    def _cleanup_endpoints(self) -> None:
+        self.endpoints.cleanup()
+
+    def run(self) -> int:
         try:
-            self.inbox = Mailbox(self.context, self.endpoints.address("runner"), self.token)
-            self.outbox = Outbox(self.context, self.token, Role.RUNNER, -1, self.endpoints, self.processes)
+            self._open()
+            cfg, group = self.config, self.group
             for name in self.processes:
                 self._spawn(name, self.restore)
-            log.info("spawned %s", ", ".join(f"{n} ({p})" for n, p in group.pids().items()))
+            if group.pids():  # (torchrun's ranks were started by torchrun)
+                log.info("spawned %s", ", ".join(f"{n} ({p})" for n, p in group.pids().items()))
             deadline = time.monotonic() + cfg.startup_timeout
             next_check = next_memory = 0.0
             while len(self.finished) < len(self.processes) or group.running():
@@ -364,8 +380,7 @@ class Supervisor:
                 if self.resync is not None and self.stop_sent_at is not None:
                     self.stop_sent_at = now  # a respawning role is still importing; the grace starts after it
                 if self.stop_sent_at is not None and now - self.stop_sent_at > STOP_GRACE:
-                    self._fail(RoleFailed("roles", None, None,
-                                          f"{', '.join(group.running())} did not stop within {STOP_GRACE:g} s"))
+                    self._fail(self._stop_overdue())
                     break
                 if len(self.finished) == len(self.processes) and now - self.finished_at > EXIT_GRACE:
                     log.warning("%s finished but did not exit within %g s", ", ".join(group.running()), EXIT_GRACE)
@@ -382,14 +397,16 @@ class Supervisor:
     def _close(self) -> None:
         self.stop.on_stop = None  # (it holds this supervisor, and with it the buffer, alive)
         try:
-            self.group.shutdown(ABORT_GRACE, ask=lambda: [self.outbox.send(r, Kind.ABORT, required=False)
-                                                          for r in self.group.running()])
+            if self.group is not None:
+                self.group.shutdown(ABORT_GRACE, ask=lambda: [self.outbox.send(r, Kind.ABORT, required=False)
+                                                              for r in self.group.running()])
         finally:
             for part in (self.inbox, self.outbox):
                 if part is not None:
                     part.close()
             self.context.term()
-            self.endpoints.cleanup()
+            if self.endpoints is not None:
+                self._cleanup_endpoints()
             # shared memory goes now, not at the next garbage collection (the handler table and the
             # stop handler tie this object into cycles)
             del self.buf, self.stop_flag
@@ -400,4 +417,3 @@ def run(config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: 
         restore: Path | None = None) -> int:
     """Train rounds ``start``.. with every role in its own process; return the last round run."""
     return Supervisor(config, run_dir, recorder, stop, start, restore).run()
-
