@@ -70,9 +70,11 @@ MLP_FACTORIES = {role: f"sharedgan.models.mlp:mlp_{role}" for role in MODEL_ROLE
 DCGAN_FACTORIES = {role: f"sharedgan.models.dcgan:{role}" for role in MODEL_ROLES}
 
 
-GENERATORS = ("standard", "sdeconv")  # --generator: the built-in generator (sdeconv: stochastic ensembling)
+# --generator: the built-in generator (sdeconv: stochastic ensembling; resize: images, upsample + convolution)
+GENERATORS = ("standard", "sdeconv", "resize")
 
 
+RESIZE_FACTORY = "sharedgan.models.dcgan:resize_generator"
 SDECONV_FACTORIES = {False: "sharedgan.models.mlp:sdeconv_mlp_generator",
                      True: "sharedgan.models.dcgan:sdeconv_generator"}
 
@@ -217,8 +219,10 @@ class TrainConfig:
         False, "MGAN's sharing: generators differ only in their first layer; the body is one, stepped each round on "
         "the sum of the K generators' gradients (in the buffer's parameter region in the parallel engine).")
     generator: str = setting(
-        "standard", "The built-in generator: standard, or sdeconv (stochastic ensembling: each sample picks its deep "
-        "layers' filters from a bank; weight norm and PReLU).", choices=GENERATORS)
+        "standard", "The built-in generator: standard, sdeconv (stochastic ensembling: each sample picks its deep "
+        "layers' filters from a bank; weight norm and PReLU), or resize (images: nearest-neighbour upsampling and a "
+        "3 × 3 convolution in place of each stride-2 transposed convolution, which draws no checkerboard "
+        "texture).", choices=GENERATORS)
     bank: int = setting(8, "--generator sdeconv: filters in each bank.")
     stochastic_layers: int = setting(2, "--generator sdeconv: how many deep layers (nearest z) pick from a bank.")
     label_smoothing: float = setting(
@@ -391,6 +395,12 @@ class TrainConfig:
                  f"--generator sdeconv is the built-in {sdeconv}; leave out --generator-factory "
                  "(or drop --generator sdeconv)")
             self.generator_factory = sdeconv
+        if self.generator == "resize":
+            need(self.images, "--generator resize is an image generator (its layers upsample); the 2-D data sets use "
+                 "the MLPs: drop it")
+            need(self.generator_factory in (None, RESIZE_FACTORY),
+                 f"--generator resize is the built-in {RESIZE_FACTORY}; leave out --generator-factory")
+            self.generator_factory = RESIZE_FACTORY
         for role, factory in (DCGAN_FACTORIES if self.images else MLP_FACTORIES).items():
             if getattr(self, f"{role}_factory") is None:
                 setattr(self, f"{role}_factory", factory)

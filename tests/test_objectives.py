@@ -203,6 +203,29 @@ def test_sdeconv_generator_uses_prelu_and_weight_norm():
     assert net(torch.randn(10, 2)).shape == (10, 2)
 
 
+def test_the_resize_generator_upsamples_and_draws_no_checkerboard():
+    from sharedgan.models.dcgan import generator, resize_generator
+    spec = ModelSpec((1, 32, 32), noise_dim=8, num_generators=2, width=4)
+    net = resize_generator(spec)
+    kinds = [type(m) for m in net.modules()]
+    assert kinds.count(torch.nn.ConvTranspose2d) == 1 and kinds.count(torch.nn.Upsample) == 3  # 4 → 8 → 16 → 32
+    assert net(torch.randn(6, 8)).shape == (6, 1, 32, 32)
+    # why: with the layers' own geometry, one channel and random filters, the standard generator's
+    # stride-2 transposed convolution turns a flat input into a 2-pixel grid (each output pixel's
+    # parity picks its own quarter of the 4 × 4 filter); upsampling and a 3 × 3 convolution keep it flat
+    t = [m for m in generator(spec).modules() if isinstance(m, torch.nn.ConvTranspose2d)][1]
+    c = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][0]
+    up = [m for m in net.modules() if isinstance(m, torch.nn.Upsample)][0]
+    torch.manual_seed(0)
+    standard = torch.nn.ConvTranspose2d(1, 1, t.kernel_size, t.stride, t.padding, bias=False)
+    resized = torch.nn.Sequential(up, torch.nn.Conv2d(1, 1, c.kernel_size, c.stride, c.padding, bias=False))
+    x = torch.ones(1, 1, 8, 8)
+    with torch.no_grad():
+        inner = [f(x)[0, 0, 2:-2, 2:-2] for f in (standard, resized)]
+    assert torch.equal(inner[0][::2, ::2], inner[0][2::2, 2::2][:1, :1].expand_as(inner[0][::2, ::2]))  # period 2
+    assert inner[0].std() > 0.01 and torch.allclose(inner[1], inner[1][0, 0].expand_as(inner[1]))
+
+
 def test_pairwise_with_two_generators_has_one_head():
     config = TrainConfig(k=2, classifier="pairwise").validate()
     net = make_model(config, "classifier", model_spec(config))

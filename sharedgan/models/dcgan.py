@@ -9,7 +9,8 @@ for convolutions, N(1, 0.02) for batch-norm scales, zero biases. ``--width`` (w,
 scales every layer, so a CPU smoke run can use w = 8.
 
 Options a spec carries: ``--virtual-batch-norm`` (the generator's batch norm becomes virtual batch
-norm), ``--generator sdeconv`` (the first deep layers pick their filters per sample from a bank,
+norm), ``--generator resize`` (upsample and convolve instead of transposed convolutions),
+``--generator sdeconv`` (the first deep layers pick their filters per sample from a bank,
 weight norm and PReLU(0.2) instead of batch norm and ReLU, as the stochastic-deconvolution paper),
 ``--minibatch-features`` (minibatch discrimination on D's trunk), ``--spectral-norm`` (spectral
 normalisation of every layer of D, or of D and C, which then have no batch norm: SNGAN's D).
@@ -53,7 +54,12 @@ class Generator(nn.Module):
     """s + 1 transposed convolutions (see the module doc); ``stochastic``: the stochastic-
     deconvolution generator, its first ``spec.stochastic_layers`` layers drawing from a bank."""
 
-    def __init__(self, spec: ModelSpec, stochastic: bool = False):
+    def __init__(self, spec: ModelSpec, stochastic: bool = False, resize: bool = False):
+        """``resize``: every stride-2 transposed convolution becomes a nearest-neighbour ×2
+        upsampling and a 3 × 3 convolution (Odena et al. 2016, "Deconvolution and checkerboard
+        artifacts": in a stride-2 transposed convolution each output pixel's parity picks its own
+        quarter of the 4 × 4 filter, so unless the quarters balance exactly a flat region comes out
+        as a 2-pixel grid, high-frequency texture that upsampling and convolving cannot draw)."""
         super().__init__()
         s, w = _stages(spec), spec.width
         top = w * 2 ** (s - 1)
@@ -68,6 +74,9 @@ class Generator(nn.Module):
             elif stochastic:
                 layers.append(nn.utils.parametrizations.weight_norm(nn.ConvTranspose2d(chans[i], chans[i + 1],
                                                                                        4, stride, pad)))
+            elif resize and i > 0:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"),
+                           nn.Conv2d(chans[i], chans[i + 1], 3, 1, 1, bias=last)]
             else:
                 layers.append(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, stride, pad, bias=last))
             if last:
@@ -150,6 +159,10 @@ class Critic(nn.Module):
 
 def generator(spec: ModelSpec) -> nn.Module:
     return with_reference_batch(Generator(spec), spec)
+
+
+def resize_generator(spec: ModelSpec) -> nn.Module:
+    return with_reference_batch(Generator(spec, resize=True), spec)
 
 
 def sdeconv_generator(spec: ModelSpec) -> nn.Module:

@@ -11,10 +11,12 @@ attributes   schema_version, status (running | complete | interrupted | failed),
              eval_seconds, threads_per_process, software versions (sharedgan, python, torch, numpy,
              pyzmq, libzmq, h5py), host, platform, cpu_count, started_at, finished_at,
              slot_buffer_bytes, peak_rss/<process> (bytes: the runner's and every child's peak
-             resident memory, read by the runner from /proc; the max over a respawned role's lives),
+             resident memory, read by the runner from /proc and reported by each process when it
+             finishes; the max over a respawned role's lives),
              peak_cuda/<process> (bytes, runs on a GPU: PyTorch's peak CUDA allocation of each process,
              summed over its devices, reported by the process itself when it finishes),
-             served/<process> (async: slots each D and C process served)
+             served/<process> (async: slots each D and C process served),
+             sent_bytes/<process> (--transport distributed: bytes it sent point to point)
 loss/discriminator  [R]     −J^D, mean over D's K updates of the round
 loss/classifier     [R]     −J^C head losses, mean over C's K updates (NaN when K = 1)
 loss/generator      [R, K]  J^{G_k} = D term + β_k · C term (+ γ · T term with a teacher)
