@@ -71,7 +71,7 @@ def run_distributed(settings: dict, out: str) -> tuple[float, float]:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", default="ring8:4,ring8:8,images32:2", help="DATASET:K, comma-separated")
+    ap.add_argument("--cases", default="ring8:4,ring8:8,images32:2", help="DATASET:K, comma-separated ('': none)")
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--width", type=int, default=64, help="DCGAN base width (image cases)")
@@ -87,7 +87,7 @@ def main():
           "by the layout |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as root:
-        for case in args.cases.split(","):
+        for case in filter(None, args.cases.split(",")):
             dataset, k = case.split(":")
             settings = _settings(dataset, int(k), args, root)
             shm, dist, ratios = [], [], []

@@ -191,7 +191,12 @@ def train(config: TrainConfig | dict, force: bool = False, progress: bool = Fals
         if cluster is not None and not cluster.agreed:
             cluster.refuse(str(exc))
         raise
-    run_dir, lock = rundir.prepare(config, force, resume)
+    try:
+        run_dir, lock = rundir.prepare(config, force, resume)
+    except (ConfigError, OSError) as exc:
+        if cluster is not None:  # the other ranks wait for the run directory: they exit with the same line
+            cluster.refuse(str(exc) if isinstance(exc, ConfigError) else f"cannot prepare {config.out}: {exc}")
+        raise
     try:
         if cluster is not None:
             cluster.share_run_dir(run_dir)

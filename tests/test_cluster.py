@@ -155,6 +155,16 @@ def test_a_world_of_the_wrong_size_is_refused_on_every_rank(tmp_path, leak_check
 
 
 @pytest.mark.processes
+def test_an_occupied_run_directory_is_refused_on_every_rank_and_kept(tmp_path, leak_check):
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "mine.txt").write_text("keep me")
+    job = torchrun(*SMALL, "--out", str(tmp_path / "dist"), nproc=5)
+    said = [line for line in (job.stdout + job.stderr).splitlines() if line.startswith("error: ")]
+    assert job.returncode != 0 and len(said) == 5 and len(set(said)) == 1 and "--force" in said[0], said
+    assert [p.name for p in (tmp_path / "dist").iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.processes
 def test_two_nodes_on_one_machine_equal_the_sequential_engine(tmp_path, leak_check):
     port = _free_port()
     out = str(tmp_path / "dist")

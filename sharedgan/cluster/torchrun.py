@@ -119,6 +119,9 @@ class Cluster:
         import torch.distributed as dist
         self.env = Environment.read()
         self.roles_here = tuple(roles_here)
+        if bind in ("0.0.0.0", "::", "*"):
+            raise ConfigError(f"--bind {bind} is every interface, which peers cannot connect to; give the address of "
+                              "the one they reach this node by")
         self.bind = bind or default_interface(self.env.master, self.env.master_port)
         if not dist.is_initialized():
             # the store of this attempt only: torch's own env:// start reads the first attempt's gloo
@@ -155,7 +158,8 @@ class Cluster:
 
     # ---- the start: config, roles, run directory ---------------------------------------------
     def refuse(self, message: str) -> None:
-        """Rank 0 could not start the run: every rank exits with ``message``."""
+        """Rank 0 could not start the run (before :meth:`agree`, or before :meth:`share_run_dir`):
+        every rank exits with ``message``."""
         self._broadcast({"error": message})
 
     def agree(self, config, restore: Path | None) -> None:
@@ -198,6 +202,8 @@ class Cluster:
     def see_run_dir(self) -> Path:
         """A role's rank: the run directory, checked as rank 0 shared it."""
         got = self._broadcast()
+        if "error" in got:
+            raise ConfigError(got["error"])
         run_dir = Path(got["run_dir"])
         try:
             seen = (run_dir / NONCE).read_text() == got["nonce"]
