@@ -10,7 +10,7 @@ import h5py
 import pytest
 
 from helpers.cli import cli_here, one_line
-from helpers.runs import assert_same_run
+from helpers.runs import assert_same_run, cut_back_to
 from sharedgan import TrainConfig, train
 from sharedgan.cluster.torchrun import place_roles
 from sharedgan.errors import ConfigError
@@ -216,3 +216,24 @@ def test_ctrl_c_to_the_job_stops_it_with_a_final_checkpoint(tmp_path, leak_check
     assert "stopped: interrupted by SIGINT after" in said, said
     from sharedgan.storage import checkpoint
     assert checkpoint.latest(out) is not None
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+def test_resume_by_hand_goes_on_bit_exact(tmp_path, leak_check):
+    out = tmp_path / "dist"
+    assert torchrun(*SMALL, "--out", str(out), nproc=5).returncode == 0
+    cut_back_to(out, 19)
+    job = torchrun("--resume", str(out), nproc=5)
+    assert job.returncode == 0, job.stdout + job.stderr
+    seq = train(TrainConfig(engine="sequential", out=str(tmp_path / "seq"), **SMALL_CONFIG))
+    assert_same_run(seq.run_dir, out, TrainConfig(k=2).roles)
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+def test_hgans_teacher_is_one_more_rank(tmp_path, leak_check):
+    job = torchrun(*SMALL, "--teacher-weight", "1", "--out", str(tmp_path / "dist"), nproc=6)
+    assert job.returncode == 0, job.stdout + job.stderr
+    seq = train(TrainConfig(engine="sequential", out=str(tmp_path / "seq"), teacher_weight=1.0, **SMALL_CONFIG))
+    assert_same_run(seq.run_dir, tmp_path / "dist", TrainConfig(k=2, teacher_weight=1.0).roles)
