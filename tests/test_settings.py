@@ -17,7 +17,8 @@ RESUMABLE_BEFORE = ("engine", "threads", "eval_every", "checkpoint_every", "keep
                     "verify_md5", "signal_timeout", "startup_timeout", "heartbeat_timeout", "on_failure",
                     "max_restarts", "out", "device", "devices", "deterministic", "d_replicas", "c_replicas",
                     "replica_sync", "sync_every", "serve_batch", "serve_lr_scaling", "tensorboard",
-                    "realness")  # realness: added with it (evaluation only, so a resume may change it)
+                    "realness",  # realness: added with it (evaluation only, so a resume may change it)
+                    "transport")  # transport: how the same roles reach each other (a run may move machines)
 FINGERPRINT_BEFORE = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "width", "generator_factory",
                       "discriminator_factory", "classifier_factory", "optimizer_generator", "optimizer_discriminator",
                       "optimizer_classifier")
@@ -125,6 +126,8 @@ def test_every_flag_lands_in_its_field(capsys, tmp_path, monkeypatch):
     def fake_train(config, **kwargs):
         raise Captured(config)
     monkeypatch.setattr("sharedgan.api.train", fake_train)
+    # (--transport's other choice, distributed, goes through a torchrun rank's launch)
+    monkeypatch.setattr("sharedgan.cluster.launch.launch_rank", lambda config, *args: fake_train(config))
     from sharedgan.cli import main
     with pytest.raises(Captured) as caught:
         main(["launch", *args])
