@@ -556,7 +556,8 @@ class TrainConfig:
         return cls.from_dict(data)
 
 
-BUILTIN_FACTORIES = frozenset([*MLP_FACTORIES.values(), *DCGAN_FACTORIES.values(), *SDECONV_FACTORIES.values()])
+BUILTIN_FACTORIES = frozenset([*MLP_FACTORIES.values(), *DCGAN_FACTORIES.values(), *SDECONV_FACTORIES.values(),
+                               RESIZE_FACTORY])
 
 
 def require_consent(config: TrainConfig, source: str, given: dict | None = None, trust: bool = False) -> None:

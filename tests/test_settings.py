@@ -7,7 +7,15 @@ import click
 import pytest
 
 from sharedgan.cli.launch import LAUNCH_OPTIONS, launch
-from sharedgan.config import FINGERPRINT_FIELDS, RESUMABLE, TrainConfig, fingerprint, option_flag
+from sharedgan.config import (
+    FINGERPRINT_FIELDS,
+    GENERATORS,
+    RESUMABLE,
+    TrainConfig,
+    fingerprint,
+    option_flag,
+    require_consent,
+)
 
 FIELDS = dataclasses.fields(TrainConfig)
 CHOICE_FIELDS = [f for f in FIELDS if f.metadata["choices"] is not None]
@@ -155,3 +163,11 @@ def test_a_role_s_own_learning_rate_wins_over_lr(monkeypatch, tmp_path):
         main(["launch", "--out", str(tmp_path / "r"), "--lr", "0.01", "--lr-classifier", "0.03"])
     config = caught.value.args[0]
     assert (config.lr_generator, config.lr_discriminator, config.lr_classifier) == (0.01, 0.01, 0.03)
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_every_built_in_generator_reads_back_without_consent(generator):
+    """A run of any --generator names its factory in config.json; reading it back (eval, sample,
+    --resume) needs no --trust-run, as it is sharedgan's own code."""
+    config = TrainConfig(dataset="cifar10", generator=generator).validate(reading=True)
+    require_consent(config, "RUN/config.json")  # raises UntrustedRun for a factory sharedgan does not ship

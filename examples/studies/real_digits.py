@@ -91,6 +91,7 @@ def _trained_as_asked(run_dir: Path, asked: dict) -> bool:
 
 def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, options: dict, run_dir: Path) -> dict:
     from sharedgan import TrainConfig, load_run, train
+    from sharedgan.storage.runfile import read_run_file
     done = run_dir / "result.json"
     if done.exists() and _trained_as_asked(run_dir, dict(k=k, seed=seed, rounds=rounds, width=width, **options)):
         out = json.loads(done.read_text())
@@ -105,11 +106,14 @@ def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, opti
                          out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
     cut_off = (run_dir / "config.json").exists() and any((run_dir / "checkpoints").glob("*")) \
         and _trained_as_asked(run_dir, dict(k=k, seed=seed, rounds=rounds, width=width, **options))
-    # a run cut off midway resumes from its last checkpoint (its train seconds carry over)
-    result = train(config, resume=True) if cut_off else train(config, force=True)
+    attrs = read_run_file(run_dir / "run.h5")["attrs"] if cut_off else {}
+    if attrs.get("status") == "complete":  # trained, not yet judged (the judging failed): judge it
+        train_seconds = float(attrs["train_seconds"])
+    else:  # a run cut off midway resumes from its last checkpoint (its train seconds carry over)
+        train_seconds = (train(config, resume=True) if cut_off else train(config, force=True)).train_seconds
     run = load_run(run_dir)
     report = run.class_coverage(n=2500, seed=seed)
-    out = dict(k=k, seed=seed, train_seconds=result.train_seconds, **report.summary(), held_out=report.held_out,
+    out = dict(k=k, seed=seed, train_seconds=train_seconds, **report.summary(), held_out=report.held_out,
                generator_table=report.generator_table.tolist(), spread=run.spread(n=2500, seed=seed).tolist(),
                **_realness(run, seed))
     done.write_text(json.dumps(out))
