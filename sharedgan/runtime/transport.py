@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
+import torch.distributed as dist
 
 from sharedgan.runtime.buffer import SlotBuffer
 from sharedgan.runtime.messages import Kind, Message, Role
@@ -108,13 +109,12 @@ class PointToPoint:
         self.in_flight: dict[int, list] = defaultdict(list)
 
     def _size(self, regions) -> int:
-        return sum(_region(self.buf, n, s).numel() * _region(self.buf, n, s).element_size() for n, s in regions)
+        return sum(_region(self.buf, n, s).nbytes for n, s in regions)
 
     def sent(self, to: str, kind: Kind, signer: Role, slot: int) -> None:
         regions = payload(kind, signer, slot)
         if not regions:
             return
-        import torch.distributed as dist
         dst = self.ranks[to]
         self._settle(dst)
         packed = torch.cat([_region(self.buf, n, s).reshape(-1).view(torch.uint8) for n, s in regions])
@@ -125,14 +125,13 @@ class PointToPoint:
         regions = payload(msg.kind, msg.role, msg.slot)
         if not regions:
             return
-        import torch.distributed as dist
         packed = torch.empty(self._size(regions), dtype=torch.uint8)
         dist.recv(packed, self.ranks[sender(msg)], tag=int(msg.kind))
         self.bytes_received += packed.numel()
         at = 0
         for name, slot in regions:
             region = _region(self.buf, name, slot)
-            size = region.numel() * region.element_size()
+            size = region.nbytes
             region.copy_(packed[at: at + size].view(region.dtype).view(region.shape))
             at += size
 
