@@ -54,8 +54,8 @@ def run_shm(settings: dict, out: str) -> float:
     return train(TrainConfig(out=out, **settings), force=True).train_seconds / settings["rounds"]
 
 
-def run_distributed(settings: dict, out: str) -> tuple[float, float]:
-    """Seconds per round, and bytes sent per round, of a torchrun job on this machine."""
+def run_distributed(settings: dict, out: str) -> tuple[float, int, int]:
+    """Seconds per round, bytes sent in all, and evaluations, of a torchrun job on this machine."""
     world = len(TrainConfig(**settings).validate().processes) + 1
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", "-m",
            "sharedgan", "launch", "--transport", "distributed", "--quiet", "--force", "--out", out, *_flags(settings)]

@@ -79,6 +79,8 @@ class ClusterSupervisor(Supervisor):
     """The parallel engine's runner, with roles on torchrun ranks and a local copy of the buffer
     that the point-to-point transport fills with what the signals carry (the evaluation samples)."""
 
+    HUNG_END = "the run ends (torchrun stops its process)"  # (a rank is not the runner's to kill)
+
     def __init__(self, *args, cluster: Cluster):
         super().__init__(*args)
         self.cluster = cluster
@@ -112,11 +114,6 @@ class ClusterSupervisor(Supervisor):
         for name in self.processes:
             self.outbox.send(name, Kind.STOP)
         log.info("stop requested; D makes the next round the last")
-
-    def _check_heartbeats(self, now: float) -> None:
-        super()._check_heartbeats(now)
-        for name, why in self.hung.items():  # (it cannot kill a rank: the run ends, and torchrun ends the rank)
-            self.hung[name] = why.replace("; it was killed", "; the run ends (torchrun stops its process)")
 
     def _stop_overdue(self) -> RoleFailed:
         # torchrun stops every rank when one fails; the runner cannot see a remote process end, but a

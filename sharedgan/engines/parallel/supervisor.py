@@ -64,6 +64,8 @@ def _sender(msg: Message) -> str:
 
 
 class Supervisor:
+    HUNG_END = "it was killed"  # what becomes of a hung role (the runner kills its own children)
+
     def __init__(self, config: TrainConfig, run_dir: Path, recorder: RunRecorder, stop, start: int,
                  restore: Path | None):
         self.config, self.run_dir, self.recorder, self.stop = config, run_dir, recorder, stop
@@ -314,7 +316,7 @@ class Supervisor:
             if watched and now - self.last_seen[name] > limit:
                 silent = now - self.last_seen[name]
                 self.hung[name] = (f"{name} stopped making progress: no heartbeat for {silent:.0f} s "
-                                   f"(stopped or deadlocked; --heartbeat-timeout {limit:g}); it was killed")
+                                   f"(stopped or deadlocked; --heartbeat-timeout {limit:g}); {self.HUNG_END}")
                 log.warning("%s: killing it", self.hung[name].split("; it was")[0])
                 self.group.kill(name)
 
