@@ -249,6 +249,11 @@ class TrainConfig:
         "batch norm and minibatch discrimination. The sequential and parallel engines run the same steps, so they "
         "still agree bit for bit. Faster only where the processor or GPU has bf16 units (docs/results.md).",
         choices=PRECISIONS)
+    slot_precision: str = setting(
+        "fp32", "bf16: the slot buffer's batches and the gradients written back (sample, d_grad, c_grad, t_grad) in "
+        "bfloat16, half their bytes (shared memory, the distributed transport's traffic, a GPU's memory). D, C and "
+        "T read the rounded batch as float32, a generator adds the gradients in float32, so every engine still runs "
+        "the same steps (they agree bit for bit), but not the same steps as an fp32 buffer.", choices=PRECISIONS)
     # the asynchronous engine: D and C processes (replicas) and how their parameters stay in step
     d_replicas: int = setting(1, "--engine async: discriminator processes serving the generators (R).",
                               resumable=True)

@@ -122,6 +122,8 @@ OPTION_SETS = {
     # bf16 autocast: the same steps in every engine, so still bit-equal; R1's double backward and
     # feature matching's second output pass through it
     "bf16+feature-matching+r1": dict(precision="bf16", feature_matching="add", r1=0.5),
+    # bf16 slots: every engine reads the same rounded batches and gradients
+    "bf16-slots": dict(k=3, slot_precision="bf16"),
 }
 
 
@@ -137,4 +139,5 @@ def test_objective_options_train_and_the_engines_agree(tmp_path, options):
     assert _max_difference(runs["sequential"], runs["parallel"], TrainConfig(**base).roles) <= 1e-6
     plain = {key: getattr(TrainConfig(), key) for key in options if key != "k"}
     default = train(TrainConfig(engine="sequential", out=str(tmp_path / "default"), **{**base, **plain}))
-    assert _max_difference(default.run_dir, runs["sequential"], ["generator-0"]) > 1e-4  # the options change the math
+    # the options change the math (bf16 slots least: after 20 rounds they move a loss by about 7e-5)
+    assert _max_difference(default.run_dir, runs["sequential"], ["generator-0"]) > 1e-5

@@ -144,11 +144,11 @@ def test_mnist_and_own_h5_train(tmp_path):
 @pytest.mark.parametrize("options", [
     dict(generator="sdeconv", bank=3, classifier="pairwise", feature_matching="add", minibatch_features=4),
     dict(spectral_norm="both", generator_loss="hinge", r1=1.0, r1_every=2, augment="translation,cutout,color",
-         ema=0.9, feature_matching="add", precision="bf16", generator="resize"),
+         ema=0.9, feature_matching="add", precision="bf16", slot_precision="bf16", generator="resize"),
     pytest.param(dict(virtual_batch_norm=True, classifier="one-vs-all", shared_trunk=True), marks=pytest.mark.slow),
     pytest.param(dict(share_generator_body=True, classifier="softmax", feature_matching="replace"),
                  marks=pytest.mark.slow),
-], ids=["sdeconv+pairwise+feature-matching+minibatch", "spectral-norm+hinge+r1+augment+ema+bf16+resize",
+], ids=["sdeconv+pairwise+feature-matching+minibatch", "spectral-norm+hinge+r1+augment+ema+bf16+bf16-slots+resize",
         "virtual-batch-norm+one-vs-all+shared-trunk",
         "shared-body+softmax+feature-matching"])
 def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, options):

@@ -67,3 +67,52 @@ def test_in_precision_casts_list_outputs_too():
             return [x @ x.T, x.sum()]
     out = _Role("bf16").in_precision(Lists(), torch.randn(3, 3))
     assert isinstance(out, list) and all(o.dtype == torch.float32 for o in out)
+
+
+# --slot-precision bf16: the batches and the gradients written back travel in bfloat16
+
+EXCHANGED = ("sample", "d_grad", "c_grad", "t_grad")
+
+
+def test_bf16_slots_halve_the_batch_and_gradient_regions_only():
+    from sharedgan.runtime.buffer import fields_of
+    from sharedgan.runtime.transport import traffic
+    full = fields_of(TrainConfig(k=3, teacher_weight=1.0).validate(), (2,))
+    half = fields_of(TrainConfig(k=3, teacher_weight=1.0, slot_precision="bf16").validate(), (2,))
+    for name, field in full.items():
+        expect = torch.bfloat16 if name in EXCHANGED else field.dtype
+        assert half[name].dtype == expect and half[name].shape == field.shape, name
+        assert half[name].nbytes == (field.nbytes // 2 if name in EXCHANGED else field.nbytes), name
+    # the distributed transport's bytes per round fall by half of every batch and gradient it moves
+    m, k = 128, 3
+    saved = traffic(full, k)[0] - traffic(half, k)[0]
+    # per slot: the batch to D and to C, D's and C's gradient back; m × 2 values, 2 bytes saved each
+    assert saved == k * (2 + 2) * m * 2 * 2
+    # with the teacher, the batch to T and T's gradient back too
+    assert traffic(full, k, teacher=True)[0] - traffic(half, k, teacher=True)[0] == k * (3 + 3) * m * 2 * 2
+
+
+def test_bf16_slots_round_the_batch_and_widen_it_for_every_reader():
+    from sharedgan.roles.build import dataset_of, model_spec
+    from sharedgan.roles.classifier import ClassifierRole
+    from sharedgan.roles.discriminator import DiscriminatorRole
+    from sharedgan.roles.generator import GeneratorRole
+    from sharedgan.runtime.buffer import SlotBuffer, fields_of
+    config = TrainConfig(k=2, batch_size=8, hidden=8, slot_precision="bf16").validate()
+    spec, data = model_spec(config), dataset_of(config)
+    buf = SlotBuffer.allocate(fields_of(config, spec.sample_shape), config.k, shared=False)
+    gens = [GeneratorRole(config, spec, k) for k in range(2)]
+    for g in gens:
+        g.write_sample(buf, 0)
+    exact = gens[0]._sample.detach()
+    assert buf.sample.dtype == torch.bfloat16 and torch.equal(buf.sample[0].float(), exact.bfloat16().float())
+    assert not torch.equal(buf.sample[0].float(), exact)  # rounded: the readers see the bf16 batch
+    d, c = DiscriminatorRole(config, spec, data), ClassifierRole(config, spec)
+    for k in range(2):
+        d.validate(buf, k, 0)
+        d.update(k, 0)
+        c.serve_slot(buf, k, 0, c.take_round(buf, 0))
+    assert buf.d_grad.dtype == buf.c_grad.dtype == torch.bfloat16 and buf.d_grad.abs().sum() > 0
+    before = [p.detach().clone() for p in gens[0].net.parameters()]
+    loss = gens[0].update(buf, 0)[0]
+    assert torch.isfinite(torch.tensor(loss)) and any(not torch.equal(a, p) for a, p in zip(before, gens[0].net.parameters()))

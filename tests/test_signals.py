@@ -13,6 +13,7 @@ from sharedgan.runtime.messages import (
     Kind,
     Mailbox,
     Outbox,
+    PeerLost,
     Role,
     SignalTimeout,
     decode,
@@ -83,6 +84,27 @@ def test_wait_is_bounded(plane):
     with pytest.raises(SignalTimeout, match="SAMPLE_READY"):
         inbox.wait_for(Kind.SAMPLE_READY, timeout=0.3)
     assert time.monotonic() - t0 < 2.0
+
+
+def test_a_signal_whose_data_never_came_is_dropped_and_the_rest_still_read(plane):
+    """--transport distributed: a sender that died with its data unsent loses that signal only;
+    the runner still reads what was queued behind it (a checkpoint those complete is published),
+    and a role's wait fails at once, naming the peer."""
+    _, _, inbox, out = plane
+
+    def arrival(msg):  # the transport's receive of what EVAL_READY announced: the sender is gone
+        if msg.kind == Kind.EVAL_READY:
+            raise PeerLost("generator-3", msg.kind)
+    inbox.arrival = arrival
+    for kind in (Kind.EVAL_READY, Kind.CHECKPOINT_SAVED, Kind.ROUND_DONE):
+        out.send("d", kind, 3, 19)
+    deadline = time.monotonic() + 5
+    while len(inbox.pending) < 2 and time.monotonic() < deadline:
+        inbox._receive(50)
+    assert [m.kind for m in inbox.pending] == [Kind.CHECKPOINT_SAVED, Kind.ROUND_DONE]
+    assert [str(e) for e in inbox.lost] == ["generator-3 died before the data of its EVAL_READY arrived"]
+    with pytest.raises(PeerLost, match="generator-3"):
+        inbox.wait_for(Kind.SAMPLE_READY, timeout=5)
 
 
 def test_abort_interrupts_a_wait(plane):

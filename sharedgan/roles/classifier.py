@@ -15,7 +15,7 @@ from sharedgan.math.negatives import negative_rows
 from sharedgan.models.spec import ModelSpec
 from sharedgan.roles.base import CPU, RoleState, check_finite
 from sharedgan.roles.build import make_model, make_optimizer
-from sharedgan.runtime.buffer import SlotBuffer
+from sharedgan.runtime.buffer import SlotBuffer, as_float
 
 
 class SampleCache:
@@ -49,10 +49,20 @@ class ClassifierRole(RoleState):
         trunk = self.net.trunk_parameters() if config.shared_trunk else []
         self.opt = make_optimizer(config, "classifier", list(self.net.parameters()) + trunk)
 
-    def serve_slot(self, buf: SlotBuffer, k: int, round_index: int) -> float:
+    def serve_slot(self, buf: SlotBuffer, k: int, round_index: int, samples: torch.Tensor | None = None) -> float:
         """Lines 33–37 for slot k: update head k on the other slots ("real") against slot k
-        ("fake"), then score slot k with the updated C and save the error. Returns C's loss."""
-        return self.serve_slots(buf, [(k, round_index)])
+        ("fake"), then score slot k with the updated C and save the error. Returns C's loss.
+        ``samples``: the round's batches as :meth:`take_round` copied them (else read from ``buf``)."""
+        return self.serve_slots(buf, [(k, round_index)], samples=samples)
+
+    def take_round(self, buf: SlotBuffer, round_index: int) -> torch.Tensor:
+        """A private copy of every slot's batch of round ``round_index`` (the parallel engine's C,
+        once all K are in): C's K steps read only this copy, so generator k may write its next batch
+        as soon as C has served slot k, while C serves the others."""
+        if not bool((buf.sample_round == round_index).all()):
+            raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
+        with self.copying():
+            return as_float(buf.sample, self.device, copy=True)
 
     def serve_all(self, buf: SlotBuffer, round_index: int) -> float:
         """Engine "batched": :meth:`serve_slots` on all K slots of the round."""
@@ -76,18 +86,21 @@ class ClassifierRole(RoleState):
         return self.in_precision(self.net, picked), positions
 
     def serve_slots(self, buf: SlotBuffer, jobs: list[tuple[int, int]], cache: SampleCache | None = None,
-                    lr_scale: float = 1.0) -> float:
+                    lr_scale: float = 1.0, samples: torch.Tensor | None = None) -> float:
         """Several slots at once (engine "batched": all K; engine async: the slots waiting): one
         step on the sum of their heads' losses from one forward pass, then every slot's error from
         one more (Algorithm 1: one step per head, each followed by scoring its slot). Returns the
-        mean head loss."""
+        mean head loss. ``samples``: every slot's batch of the jobs' round, already copied out
+        (:meth:`take_round`)."""
         K, m = buf.num_slots, self.config.batch_size
         slots = [k for k, _ in jobs]
-        if cache is None:  # the lock-step engines: the other slots hold this round too
+        if samples is not None:
+            seen = torch.ones(K, dtype=torch.bool)
+        elif cache is None:  # the lock-step engines: the other slots hold this round too
             n = jobs[0][1]
             if any(r != n for _, r in jobs) or not bool((buf.sample_round == n).all()):
                 raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {n}")
-            samples, seen = buf.sample, torch.ones(K, dtype=torch.bool)
+            samples, seen = as_float(buf.sample), torch.ones(K, dtype=torch.bool)
         else:
             with self.copying():
                 for k, n in jobs:

@@ -13,7 +13,7 @@ from sharedgan.models.spec import ModelSpec
 from sharedgan.roles.base import CPU, RoleState, check_finite
 from sharedgan.roles.build import make_model, make_optimizer
 from sharedgan.runtime import faults
-from sharedgan.runtime.buffer import SlotBuffer
+from sharedgan.runtime.buffer import SlotBuffer, as_float
 
 
 class DiscriminatorRole(RoleState):
@@ -85,7 +85,7 @@ class DiscriminatorRole(RoleState):
         # A private copy: every field is a view of one flat storage with one autograd version
         # counter, so writing d_grad below would otherwise invalidate the graph kept for the update.
         with self.copying():
-            x = buf.sample[slots].to(self.device, copy=True).requires_grad_(True)
+            x = as_float(buf.sample[slots], self.device, copy=True).requires_grad_(True)
         logits, terms = self._generator_terms(x, jobs)
         # slot i's samples appear in term i only, so the gradient of the sum is every slot's own error
         grad = input_gradient(torch.stack(terms).sum(), x, retain_graph=True)

@@ -17,7 +17,7 @@ from sharedgan.models.spec import ModelSpec
 from sharedgan.roles.base import CPU, RoleState, check_finite
 from sharedgan.roles.build import make_model, make_optimizer
 from sharedgan.runtime import faults
-from sharedgan.runtime.buffer import SlotBuffer
+from sharedgan.runtime.buffer import SlotBuffer, as_float
 
 
 def prior_noise(n: int, noise_dim: int, prior: str, gen: torch.Generator) -> torch.Tensor:
@@ -196,9 +196,10 @@ class GeneratorRole(RoleState):
         self.set_round(round_index)
         beta = self.beta(buf, round_index)
         with self.copying():  # reading D's and C's (and the teacher's) errors out of the slot
-            grad = buf.d_grad[k] + beta * buf.c_grad[k] if two_players else buf.d_grad[k].clone()
+            grad = (as_float(buf.d_grad[k]) + beta * as_float(buf.c_grad[k]) if two_players
+                    else as_float(buf.d_grad[k], copy=True))
             if gamma:
-                grad = grad + gamma * buf.t_grad[k]
+                grad = grad + gamma * as_float(buf.t_grad[k])
             grad = grad.to(self.device)
         self.opt.zero_grad(set_to_none=True)
         self._sample.backward(grad)

@@ -33,7 +33,7 @@ from sharedgan.models.teacher import build_teacher, mean_nll
 from sharedgan.roles.base import CPU, RoleState, check_finite
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.runtime import faults
-from sharedgan.runtime.buffer import SlotBuffer
+from sharedgan.runtime.buffer import SlotBuffer, as_float
 from sharedgan.storage.teacher_file import check_pool, read_teacher
 
 
@@ -131,7 +131,7 @@ class TeacherRole(RoleState):
             if int(buf.sample_round[k]) != n:
                 raise RuntimeError(f"teacher: slot {k} holds round {int(buf.sample_round[k])}, expected {n}")
         with self.copying():
-            x = buf.sample[slots].to(self.device, copy=True).requires_grad_(True)
+            x = as_float(buf.sample[slots], self.device, copy=True).requires_grad_(True)
         log_p = self.net.log_prob(x.reshape(len(slots) * m, *x.shape[2:])).reshape(len(slots), m)
         terms = -log_p.mean(dim=1)
         grad = input_gradient(terms.sum(), x)

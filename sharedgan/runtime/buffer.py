@@ -39,23 +39,25 @@ class Field:
 
 
 def slot_fields(batch_size: int, sample_shape: tuple[int, ...], eval_samples: int,
-                teacher: bool = False) -> dict[str, Field]:
+                teacher: bool = False, exchange: torch.dtype = torch.float32) -> dict[str, Field]:
     """The layout of one slot. Every name here becomes a [K, *shape] view on the buffer.
-    ``teacher``: the teacher's regions too (HGAN, ``--teacher-weight``)."""
+    ``teacher``: the teacher's regions too (HGAN, ``--teacher-weight``). ``exchange``: the dtype of
+    the batches and of the gradients written back (``--slot-precision``); readers of those regions
+    go through :func:`as_float`."""
     m, shape = batch_size, tuple(sample_shape)
-    f32, f64, i64 = torch.float32, torch.float64, torch.int64
+    f32, f64, i64, ex = torch.float32, torch.float64, torch.int64, exchange
     fields = {
         # sample region (written by generator k)
-        "sample": Field((m, *shape), f32),
+        "sample": Field((m, *shape), ex),
         "sample_round": Field((), i64),
         # validation region (D's part): logits d(x), ∂(D term of J^{G_k})/∂x, the term's value
         "d_score": Field((m,), f32),
-        "d_grad": Field((m, *shape), f32),
+        "d_grad": Field((m, *shape), ex),
         "d_term": Field((), f64),
         "d_round": Field((), i64),
         # validation region (C's part): C's term of J^{G_k} per sample, ∂(its mean, without β)/∂x, the mean
         "c_score": Field((m,), f32),
-        "c_grad": Field((m, *shape), f32),
+        "c_grad": Field((m, *shape), ex),
         "c_term": Field((), f64),
         "c_round": Field((), i64),
         # per-slot stats written by generator k after its update, indexed by round parity
@@ -71,16 +73,26 @@ def slot_fields(batch_size: int, sample_shape: tuple[int, ...], eval_samples: in
             "t_sample": Field((m, *shape), f32),
             # the third validation region (D_T's, or T's own −log p_T): as D's
             "t_score": Field((m,), f32),
-            "t_grad": Field((m, *shape), f32),
+            "t_grad": Field((m, *shape), ex),
             "t_term": Field((), f64),
             "t_round": Field((), i64),
         }
     return fields
 
 
+EXCHANGE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
 def fields_of(config, sample_shape: tuple[int, ...]) -> dict[str, Field]:
     """The slot layout of a run of ``config``."""
-    return slot_fields(config.batch_size, sample_shape, config.eval_samples, bool(config.teacher_weight))
+    return slot_fields(config.batch_size, sample_shape, config.eval_samples, bool(config.teacher_weight),
+                       EXCHANGE_DTYPES[config.slot_precision])
+
+
+def as_float(region: torch.Tensor, device: torch.device | None = None, copy: bool = False) -> torch.Tensor:
+    """A batch or gradient region as float32 on ``device`` (a bf16 one, ``--slot-precision``, is
+    widened); ``copy``: never a view of the buffer, whatever its dtype."""
+    return region.to(device if device is not None else region.device, torch.float32, copy=copy)
 
 
 def _layout(fields: dict[str, Field], num_slots: int) -> tuple[dict[str, int], int]:

@@ -43,8 +43,9 @@ class Kind(enum.IntEnum):
     """Every message kind, with who sends it to whom."""
     READY = 1             # any role → runner: models built, entering the loop
     SAMPLE_READY = 2      # generator k → D, C: slot k holds round n's batch
-    VALIDATION_READY = 3  # D or C → generator k: its validation of slot k for round n is written
-    RELEASED = 4          # D or C → generator k: done reading slot k for round n; D's values[0] = 1 on the final round
+    VALIDATION_READY = 3  # D, C or T → generator k: its validation of slot k for round n is written, and it
+                          # reads the slot no more; D's values[0] = 1 on the final round
+    # (4, RELEASED, is retired: a VALIDATION_READY releases the slot, see engines.parallel.loops)
     FINAL = 5             # D → C (async: runner → generator): round n was (is) the last one
     ROUND_DONE = 6        # any role → runner: round n finished; values = losses (see engines.parallel)
     EVAL_READY = 7        # generator k → runner: fresh evaluation samples of round n are in slot k
@@ -99,11 +100,20 @@ class Resync(Exception):
 
 
 # Kinds that belong to one round; after a resync to round R, such messages of earlier rounds are stale.
-ROUND_SCOPED = frozenset({Kind.SAMPLE_READY, Kind.VALIDATION_READY, Kind.RELEASED, Kind.FINAL, Kind.EVAL_RELEASED})
+ROUND_SCOPED = frozenset({Kind.SAMPLE_READY, Kind.VALIDATION_READY, Kind.FINAL, Kind.EVAL_RELEASED})
 
 
 class SignalTimeout(RuntimeError):
     """A peer did not answer within the configured timeout."""
+
+
+class PeerLost(RuntimeError):
+    """The data a signal announced never arrived: its sender's connection closed (it died with the
+    data unsent). Only a transport that moves data raises it (``--transport distributed``)."""
+
+    def __init__(self, name: str, kind: "Kind"):
+        super().__init__(f"{name} died before the data of its {kind.name} arrived")
+        self.name, self.kind = name, kind
 
 
 @dataclass(frozen=True)
@@ -192,6 +202,7 @@ class Mailbox:
         self.address = self.socket.getsockopt(zmq.LAST_ENDPOINT).decode()
         self.arrival: Callable[[Message], None] | None = None  # the transport's: fetch what a signal carries
         self.seen_stop = False  # a STOP came: the runner is stopping the run (it stays set once taken)
+        self.lost: list[PeerLost] = []  # signals dropped because their data never came (see PeerLost)
 
     def _receive(self, timeout_ms: int) -> None:
         if self.socket.poll(timeout_ms, zmq.POLLIN):
@@ -210,7 +221,11 @@ class Mailbox:
                 else:
                     self.seen_stop |= msg.kind == Kind.STOP
                     if self.arrival is not None:
-                        self.arrival(msg)
+                        try:
+                            self.arrival(msg)
+                        except PeerLost as exc:  # dropped; the signals queued behind it are still read
+                            self.lost.append(exc)
+                            continue
                     self.pending.append(msg)
 
     def take(self, predicate: Callable[[Message], bool]) -> Message | None:
@@ -242,6 +257,8 @@ class Mailbox:
                 if self.watchdog is not None:
                     self.watchdog()
                 self._receive(int(min(remaining * 1000, POLL_SLICE_MS)) + 1)
+                if self.lost:  # a role cannot go on without what a peer announced
+                    raise self.lost[0]
         finally:
             self.waited += time.perf_counter() - start
 
@@ -286,7 +303,7 @@ class Outbox:
 
     def close(self, linger_ms: int = 0) -> None:
         """LINGER 0 on every abnormal path; a role that finished normally passes a short bounded
-        linger so its last signals (FINAL, RELEASED) reach peers that are still reading."""
+        linger so its last signals (FINAL, VALIDATION_READY) reach peers that are still reading."""
         for sock in self.sockets.values():
             sock.close(linger=linger_ms)
         self.sockets.clear()

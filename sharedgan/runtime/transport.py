@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from sharedgan.runtime.buffer import SlotBuffer
-from sharedgan.runtime.messages import Kind, Message, Role
+from sharedgan.runtime.messages import Kind, Message, PeerLost, Role
 
 ALL = -1  # every slot's row of a field (the loss-gap β reads every generator's stats)
 
@@ -126,7 +126,10 @@ class PointToPoint:
         if not regions:
             return
         packed = torch.empty(self._size(regions), dtype=torch.uint8)
-        dist.recv(packed, self.ranks[sender(msg)], tag=int(msg.kind))
+        try:
+            dist.recv(packed, self.ranks[sender(msg)], tag=int(msg.kind))
+        except RuntimeError as exc:  # gloo: "Connection closed by peer": it died before its send went out
+            raise PeerLost(sender(msg), msg.kind) from exc
         self.bytes_received += packed.numel()
         at = 0
         for name, slot in regions:

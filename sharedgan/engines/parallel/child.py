@@ -33,7 +33,7 @@ from sharedgan.roles.teacher import TeacherRole
 from sharedgan.runtime import devices
 from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer
 from sharedgan.runtime.memory import peak_cuda, peak_rss
-from sharedgan.runtime.messages import Aborted, Endpoints, Kind, Mailbox, Outbox, Role
+from sharedgan.runtime.messages import Aborted, Endpoints, Kind, Mailbox, Outbox, PeerLost, Role
 from sharedgan.runtime.procgroup import prepare_child
 from sharedgan.storage import checkpoint
 from sharedgan.storage.rundir import log_path
@@ -165,12 +165,15 @@ def play(name: str, config: TrainConfig, run_dir: Path, wiring: Wiring, buffer: 
             links.send("runner", Kind.FINISHED, slot, values=(-1.0 if cuda is None else float(cuda),
                                                                float(links.transport.bytes_sent), float(rss or 0)))
             mailbox.wait_for(Kind.DISMISSED, Role.RUNNER, timeout=config.signal_timeout)
-            linger = FINAL_LINGER_MS  # its last signals (FINAL, RELEASED) reach peers still reading
+            linger = FINAL_LINGER_MS  # its last signals (FINAL, VALIDATION_READY) reach peers still reading
             links.transport.close()
             log.info("%s finished", name)
     except Aborted:
         log.info("%s aborted by the runner", name)
         code = EXIT_ABORTED
+    except PeerLost as exc:  # (--transport distributed) a peer died with data on its way here
+        log.error("%s", exc)
+        code = 1
     except BaseException:  # noqa: BLE001 - every failure must reach the log, then the runner
         traceback.print_exc()
         code, linger = 1, 0

@@ -2,20 +2,23 @@
 
 Per round n (Algorithm 1), with every wait bounded by a timeout:
 
-  generator k   write slot k ─SAMPLE_READY→ D, C ... wait VALIDATION_READY from D and C,
-                update, ─ROUND_DONE→ runner, wait RELEASED from D (it says whether n is final),
-                [evaluation, checkpoint], wait RELEASED from C, next round
-  D             for k = 0..K−1: wait SAMPLE_READY k, validate ─VALIDATION_READY→ k,
-                update ─RELEASED(final?)→ k; ─ROUND_DONE→ runner; on the final round ─FINAL→ C
-  C             wait all K samples (or FINAL of round n−1), for k = 0..K−1: update, validate
-                ─VALIDATION_READY→ k; then ─RELEASED→ every k; ─ROUND_DONE→ runner
+  generator k   write slot k ─SAMPLE_READY→ D, C ... wait VALIDATION_READY from D (it says whether
+                n is final) and C, update, ─ROUND_DONE→ runner, [evaluation, checkpoint], next round
+  D             for k = 0..K−1: wait SAMPLE_READY k, validate ─VALIDATION_READY(final?)→ k, update;
+                ─ROUND_DONE→ runner; on the final round ─FINAL→ C
+  C             wait all K samples (or FINAL of round n−1), copy them out; for k = 0..K−1: update,
+                validate ─VALIDATION_READY→ k; ─ROUND_DONE→ runner
   T (HGAN)      for k = 0..K−1: wait SAMPLE_READY k (or FINAL of round n−1), D_T validates
                 ─VALIDATION_READY→ k, D_T updates; T's own step, next teacher batches; ─ROUND_DONE→ runner
-                (no RELEASED: T reads slot k only before its VALIDATION_READY, which k waits for)
+
+A VALIDATION_READY also releases the slot: D, C and T read slot k's batch for the last time before
+they send it (D and D_T score a private copy and update on that; C serves all K slots from the copy
+it took at the start of its round), so generator k writes its next batch right after its update,
+while C still serves the slots after k.
 
 D is the one role that decides when training ends: the round it starts after a STOP from the
-runner (or the last planned round) is final, and it stamps that on its RELEASED messages, so all
-roles stop after the same round and the final checkpoint is consistent.
+runner (or the last planned round) is final, and it stamps that on its VALIDATION_READY messages,
+so all roles stop after the same round and the final checkpoint is consistent.
 
 Life of a role: build the models (from a checkpoint when resuming or respawned) ─READY→ runner,
 wait BEGIN(n0), run rounds n0, n0+1, ... A RESYNC from the runner (a peer died and is being
@@ -66,7 +69,7 @@ def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
             links.send("classifier", Kind.SAMPLE_READY, k, n)
         if teacher:
             links.send("teacher", Kind.SAMPLE_READY, k, n)
-        links.wait(Kind.VALIDATION_READY, Role.DISCRIMINATOR, k, n)
+        final = links.wait(Kind.VALIDATION_READY, Role.DISCRIMINATOR, k, n).values[0] > 0.5
         if two:
             links.wait(Kind.VALIDATION_READY, Role.CLASSIFIER, k, n)
         if teacher:
@@ -74,7 +77,6 @@ def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
         links.send("runner", Kind.ROUND_DONE, k, n, role.update(buf, n))
         if body_grads is not None:
             _step_shared_body(links, role, body_grads, n)
-        final = links.wait(Kind.RELEASED, Role.DISCRIMINATOR, k, n).values[0] > 0.5
         if eval_due(config, n, final):
             if last_eval:
                 links.wait(Kind.EVAL_RELEASED, Role.RUNNER, k, last_eval.pop())
@@ -82,11 +84,7 @@ def generator_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: L
             last_eval.append(n)
         if checkpoint_due(config, n, final):
             links.save_checkpoint(run_dir, role, n)
-        if final:
-            return True
-        if two:
-            links.wait(Kind.RELEASED, Role.CLASSIFIER, k, n)
-        return False
+        return final
 
     run_rounds(links, role, buf, one_round)
 
@@ -143,9 +141,8 @@ def _discriminator_round(config: TrainConfig, run_dir: Path, buf: SlotBuffer, li
         for k in range(config.k):
             links.wait(Kind.SAMPLE_READY, Role.GENERATOR, k, n)
             role.validate(buf, k, n)
-            links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
+            links.send(f"generator-{k}", Kind.VALIDATION_READY, k, n, (1.0 if final else 0.0,))
             losses.append(role.update(k, n))
-            links.send(f"generator-{k}", Kind.RELEASED, k, n, (1.0 if final else 0.0,))
         links.send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
         # a C (or T) process of its own knows the planned last round itself, not an early one
         if final and n < config.rounds - 1:
@@ -191,17 +188,15 @@ def classifier_loop(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: 
 
 def _serve_classifier(config: TrainConfig, run_dir: Path, buf: SlotBuffer, links: Links, role: ClassifierRole,
                       n: int, final: bool, as_role: Role | None = None) -> None:
-    """C's part of round n once every slot holds it: serve each slot, release the generators (on a
-    final round they exit without waiting for it), report, checkpoint when due. ``as_role``: the
-    signer of C's signals when C runs in D's process (--shared-trunk)."""
+    """C's part of round n once every slot holds it: copy the K batches out, serve each slot (its
+    VALIDATION_READY releases it), report, checkpoint when due. ``as_role``: the signer of C's
+    signals when C runs in D's process (--shared-trunk)."""
     send = partial(links.send, as_role=as_role)
+    samples = role.take_round(buf, n)
     losses = []
     for k in range(config.k):
-        losses.append(role.serve_slot(buf, k, n))
+        losses.append(role.serve_slot(buf, k, n, samples))
         send(f"generator-{k}", Kind.VALIDATION_READY, k, n)
-    if not final:
-        for k in range(config.k):
-            send(f"generator-{k}", Kind.RELEASED, k, n)
     send("runner", Kind.ROUND_DONE, -1, n, (mean(losses),))
     if checkpoint_due(config, n, final):
         links.save_checkpoint(run_dir, role, n, as_role=as_role)

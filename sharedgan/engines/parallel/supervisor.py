@@ -287,6 +287,9 @@ class Supervisor:
         pending, self.inbox.pending = self.inbox.pending, []
         for msg in pending:
             self._handle(msg)
+        for lost in self.inbox.lost:  # (after the signals that did arrive: a checkpoint they complete is published)
+            self._fail(RoleFailed(lost.name, None, self.group.logs.get(lost.name), str(lost)))
+        self.inbox.lost.clear()
 
     def _check_resync(self, now: float) -> None:
         rs = self.resync
