@@ -97,6 +97,27 @@ def test_the_bytes_a_round_moves_follow_from_the_layout():
     assert per_eval == 2 * 10 * 2 * 4
 
 
+@pytest.mark.parametrize("slot_precision", ["fp32", "bf16"])
+def test_what_a_signal_carries_arrives_byte_for_byte_whatever_its_offsets(slot_precision):
+    """A SAMPLE_READY packs the batch, then its int64 round stamp: after 25 × 2 bf16 values that
+    stamp sits at byte 100, which no int64 view can start at; unpacking copies bytes instead."""
+    import torch
+
+    from sharedgan.runtime.buffer import SlotBuffer
+    from sharedgan.runtime.messages import Kind, Role
+    from sharedgan.runtime.transport import pack, payload, unpack
+    fields = fields_of(TrainConfig(k=3, batch_size=25, slot_precision=slot_precision).validate(), (2,))
+    here, there = (SlotBuffer.allocate(fields, 3, shared=False) for _ in range(2))
+    torch.manual_seed(0)
+    here.sample.copy_(torch.randn(here.sample.shape))
+    here.sample_round[1], here.gen_loss[1, 0], here.gen_round[1] = 7, 0.25, torch.tensor([6, 5])
+    regions = payload(Kind.SAMPLE_READY, Role.GENERATOR, 1)
+    unpack(there, regions, pack(here, regions))
+    assert torch.equal(there.sample[1], here.sample[1]) and not there.sample[0].any()  # slot 1 only
+    assert int(there.sample_round[1]) == 7 and float(there.gen_loss[1, 0]) == 0.25
+    assert there.gen_round[1].tolist() == [6, 5]
+
+
 @pytest.mark.parametrize("setting, says", [
     (dict(engine="sequential"), "runs --engine parallel"),
     (dict(engine="async"), "runs --engine parallel"),

@@ -80,7 +80,7 @@ class ClassifierRole(RoleState):
         served = torch.tensor([k for k, _ in jobs]).reshape(-1, 1) * m + torch.arange(m)  # [g, m] flat rows
         rows = torch.cat([served.flatten(), *drawn.values()]).unique()  # sorted
         with self.copying():
-            picked = samples.reshape(K * m, *samples.shape[2:]).index_select(0, rows).to(self.device)
+            picked = samples.reshape(K * m, *samples.shape[2:]).index_select(0, rows.to(samples.device)).to(self.device)
         positions = {k: (torch.searchsorted(rows, served[i]).to(self.device),
                          torch.searchsorted(rows, drawn[k]).to(self.device)) for i, (k, _) in enumerate(jobs)}
         return self.in_precision(self.net, picked), positions

@@ -26,6 +26,7 @@ from sharedgan.runtime.buffer import SlotBuffer
 from sharedgan.runtime.messages import Kind, Message, PeerLost, Role
 
 ALL = -1  # every slot's row of a field (the loss-gap β reads every generator's stats)
+PEER_GONE = ("closed by peer", "reset by peer")  # gloo's words for a receive whose sender died
 
 _SAMPLE = ("sample", "sample_round", "gen_round", "gen_loss", "gen_beta")
 _VALIDATION = {
@@ -77,6 +78,25 @@ def _region(buf: SlotBuffer, name: str, slot: int) -> torch.Tensor:
     return view if slot == ALL else view[slot]
 
 
+def _bytes(region: torch.Tensor) -> torch.Tensor:
+    return region.reshape(-1).view(torch.uint8)  # (a view: writing it writes the region)
+
+
+def pack(buf: SlotBuffer, regions) -> torch.Tensor:
+    """The regions' bytes, one after the other, in one uint8 tensor."""
+    return torch.cat([_bytes(_region(buf, n, s)) for n, s in regions])
+
+
+def unpack(buf: SlotBuffer, regions, packed: torch.Tensor) -> None:
+    """Write what :func:`pack` made back into the regions (byte for byte: a region's offset in
+    ``packed`` need not suit its dtype, e.g. an int64 after an odd number of bf16 values)."""
+    at = 0
+    for name, slot in regions:
+        target = _bytes(_region(buf, name, slot))
+        target.copy_(packed[at: at + target.numel()])
+        at += target.numel()
+
+
 class SharedMemory:
     """Every process maps the one buffer: nothing to move."""
 
@@ -117,7 +137,7 @@ class PointToPoint:
             return
         dst = self.ranks[to]
         self._settle(dst)
-        packed = torch.cat([_region(self.buf, n, s).reshape(-1).view(torch.uint8) for n, s in regions])
+        packed = pack(self.buf, regions)
         self.in_flight[dst].append((dist.isend(packed, dst, tag=int(kind)), packed))
         self.bytes_sent += packed.numel()
 
@@ -128,15 +148,12 @@ class PointToPoint:
         packed = torch.empty(self._size(regions), dtype=torch.uint8)
         try:
             dist.recv(packed, self.ranks[sender(msg)], tag=int(msg.kind))
-        except RuntimeError as exc:  # gloo: "Connection closed by peer": it died before its send went out
-            raise PeerLost(sender(msg), msg.kind) from exc
+        except RuntimeError as exc:
+            if not any(why in str(exc) for why in PEER_GONE):
+                raise
+            raise PeerLost(sender(msg), msg.kind) from exc  # it died before its send went out
         self.bytes_received += packed.numel()
-        at = 0
-        for name, slot in regions:
-            region = _region(self.buf, name, slot)
-            size = region.nbytes
-            region.copy_(packed[at: at + size].view(region.dtype).view(region.shape))
-            at += size
+        unpack(self.buf, regions, packed)
 
     def _settle(self, dst: int) -> None:
         for work, _ in self.in_flight.pop(dst, []):
