@@ -115,4 +115,5 @@ def test_bf16_slots_round_the_batch_and_widen_it_for_every_reader():
     assert buf.d_grad.dtype == buf.c_grad.dtype == torch.bfloat16 and buf.d_grad.abs().sum() > 0
     before = [p.detach().clone() for p in gens[0].net.parameters()]
     loss = gens[0].update(buf, 0)[0]
-    assert torch.isfinite(torch.tensor(loss)) and any(not torch.equal(a, p) for a, p in zip(before, gens[0].net.parameters()))
+    moved = any(not torch.equal(a, p) for a, p in zip(before, gens[0].net.parameters()))
+    assert torch.isfinite(torch.tensor(loss)) and moved
