@@ -18,6 +18,12 @@ from sharedgan.roles.build import make_model, make_optimizer
 from sharedgan.runtime.buffer import SlotBuffer, as_float
 
 
+def _check_round(buf: SlotBuffer, n: int, jobs: list[tuple[int, int]] = ()) -> None:
+    """The lock-step engines' premise: every slot (and every job) holds round n."""
+    if any(r != n for _, r in jobs) or not bool((buf.sample_round == n).all()):
+        raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {n}")
+
+
 class SampleCache:
     """C's private copy of every generator's latest batch (engine async): C contrasts slot k with
     the others, and in the async engine their slots may be mid-write while C serves k."""
@@ -59,8 +65,7 @@ class ClassifierRole(RoleState):
         """A private copy of every slot's batch of round ``round_index`` (the parallel engine's C,
         once all K are in): C's K steps read only this copy, so generator k may write its next batch
         as soon as C has served slot k, while C serves the others."""
-        if not bool((buf.sample_round == round_index).all()):
-            raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {round_index}")
+        _check_round(buf, round_index)
         with self.copying():
             return as_float(buf.sample, self.device, copy=True)
 
@@ -98,8 +103,7 @@ class ClassifierRole(RoleState):
             seen = torch.ones(K, dtype=torch.bool)
         elif cache is None:  # the lock-step engines: the other slots hold this round too
             n = jobs[0][1]
-            if any(r != n for _, r in jobs) or not bool((buf.sample_round == n).all()):
-                raise RuntimeError(f"classifier: slots hold rounds {buf.sample_round.tolist()}, expected {n}")
+            _check_round(buf, n, jobs)
             samples, seen = as_float(buf.sample), torch.ones(K, dtype=torch.bool)
         else:
             with self.copying():

@@ -320,7 +320,7 @@ class Supervisor:
                 silent = now - self.last_seen[name]
                 self.hung[name] = (f"{name} stopped making progress: no heartbeat for {silent:.0f} s "
                                    f"(stopped or deadlocked; --heartbeat-timeout {limit:g}); {self.HUNG_END}")
-                log.warning("%s: killing it", self.hung[name].split("; it was")[0])
+                log.warning("%s: killing it", self.hung[name].removesuffix(f"; {self.HUNG_END}"))
                 self.group.kill(name)
 
     # ---- the loop ----------------------------------------------------------------------------
