@@ -41,6 +41,7 @@ GENERATOR_LOSSES = ("pgan", "ns", "minimax", "hinge")  # see losses.generator_d_
 
 
 SPECTRAL_NORMS = ("off", "discriminator", "both")  # --spectral-norm: the built-in D's layers, or D's and C's
+DISCRIMINATOR_NORMS = ("batch", "none")  # --discriminator-norm: the built-in image D's hidden layers
 
 
 REALNESS = ("auto", "off")  # --realness: PRDC per generator at every evaluation (eval.realness)
@@ -178,6 +179,10 @@ class TrainConfig:
     spectral_norm: str = setting(
         "off", "Spectral normalisation (SNGAN) of the built-in D's layers, which then drop batch norm; both: C's "
         "too (your models read ModelSpec.spectral_norm).", choices=SPECTRAL_NORMS)
+    discriminator_norm: str = setting(
+        "batch", "The built-in image D's hidden-layer normalisation: batch (DCGAN's batch norm) or none (as in the R1 "
+        "paper's D, whose penalty then sees each sample's own gradient); --spectral-norm drops batch norm either way.",
+        choices=DISCRIMINATOR_NORMS)
     r1: float = setting(
         0.0, "R1 penalty γ (Mescheder et al.): D also descends γ/2 · E_data ‖∇ₓ d(x)‖², in every --r1-every-th round, "
         "times that interval (lazy regularisation); 0 = off.")

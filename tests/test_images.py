@@ -142,13 +142,15 @@ def test_mnist_and_own_h5_train(tmp_path):
 
 
 @pytest.mark.parametrize("options", [
-    dict(generator="sdeconv", bank=3, classifier="pairwise", feature_matching="add", minibatch_features=4),
+    dict(generator="sdeconv", bank=3, classifier="pairwise", feature_matching="add", minibatch_features=4,
+         discriminator_norm="none"),
     dict(spectral_norm="both", generator_loss="hinge", r1=1.0, r1_every=2, augment="translation,cutout,color",
          ema=0.9, feature_matching="add", precision="bf16", slot_precision="bf16", generator="resize"),
     pytest.param(dict(virtual_batch_norm=True, classifier="one-vs-all", shared_trunk=True), marks=pytest.mark.slow),
     pytest.param(dict(share_generator_body=True, classifier="softmax", feature_matching="replace"),
                  marks=pytest.mark.slow),
-], ids=["sdeconv+pairwise+feature-matching+minibatch", "spectral-norm+hinge+r1+augment+ema+bf16+bf16-slots+resize",
+], ids=["sdeconv+pairwise+feature-matching+minibatch+d-without-norm",
+        "spectral-norm+hinge+r1+augment+ema+bf16+bf16-slots+resize",
         "virtual-batch-norm+one-vs-all+shared-trunk",
         "shared-body+softmax+feature-matching"])
 def test_objective_options_train_on_images_and_the_engines_agree(tmp_path, options):
@@ -176,6 +178,27 @@ def test_spectral_norm_bounds_every_layer_of_d_and_drops_its_batch_norm():
         assert sigma.item() == pytest.approx(1.0, abs=0.02)
     both = ModelSpec((1, 32, 32), noise_dim=100, num_generators=3, width=8, spectral_norm="both")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in classifier(both).modules())
+
+
+def test_discriminator_norm_none_drops_only_ds_batch_norm_and_r1_sees_each_samples_own_gradient():
+    from sharedgan.math.losses import r1_penalty
+    spec = ModelSpec((1, 32, 32), noise_dim=100, num_generators=3, width=8, discriminator_norm="none")
+    d, c = discriminator(spec), classifier(spec)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in c.modules())
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in d.modules()) == 4  # the layers stay; only the norm goes
+    dcgan_d = discriminator(ModelSpec((1, 32, 32), noise_dim=100, num_generators=3, width=8))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in dcgan_d.modules())
+    # without batch norm a sample's logit depends on that sample alone, so R1 over a batch is the
+    # mean of each sample's own penalty
+    x = torch.randn(4, 1, 32, 32)
+    batch = x.clone().requires_grad_(True)
+    whole = r1_penalty(d(batch), batch, 2.0)
+    alone = []
+    for row in x:
+        one = row[None].clone().requires_grad_(True)
+        alone.append(r1_penalty(d(one), one, 2.0))
+    assert whole.item() == pytest.approx(torch.stack(alone).mean().item(), rel=1e-5)
 
 
 def test_ema_generators_resume_bit_for_bit_and_are_what_sample_draws(tmp_path):

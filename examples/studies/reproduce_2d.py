@@ -37,6 +37,8 @@ EXPERIMENTS = {
                             dict(k=8, beta0=3.0, classifier_negatives=128)),
     "grid25-k25-negatives-128": ("grid25 with K = 25, the defaults with C's negatives N = 128 (of 3,072)",
                                  dict(k=25, dataset="grid25", beta0=3.0, classifier_negatives=128)),
+    "ring8-k64-negatives-128": ("K = 64 on ring8, the defaults with C's negatives N = 128 (of 8,064)",
+                                dict(k=64, beta0=3.0, classifier_negatives=128)),
     "pgan-fig2": ("PGAN Fig. 2: K = 8 on ring8, one mode per generator (β0 = 1)", dict(k=8, **PAPER_BETA)),
     "grid25-k25": ("grid25 with K = 25, β0 = 1", dict(k=25, dataset="grid25", **PAPER_BETA)),
     "grid25-k25-beta-constant": ("grid25 with K = 25, constant β = 1",

@@ -132,7 +132,7 @@ class Critic(nn.Module):
         otherwise C with ``outputs`` logits [m, H]."""
         super().__init__()
         spectral = spec.spectral(discriminator=minibatch)
-        self.trunk, channels = trunk(spec, batch_norm=not spectral)
+        self.trunk, channels = trunk(spec, batch_norm=spec.batch_norm(discriminator=minibatch))
         self.minibatch = (MinibatchDiscrimination(channels * 16, spec.minibatch_features, spec.minibatch_kernel_dim,
                                                   spec.batch_size) if minibatch and spec.minibatch_features else None)
         self.head = nn.Conv2d(channels, outputs, 4, 1, 0)

@@ -29,10 +29,15 @@ class ModelSpec:
     bank: int = 8  # the stochastic generator's filters per bank
     stochastic_layers: int = 2  # the stochastic generator's deep layers that pick from a bank
     spectral_norm: str = "off"  # off | discriminator | both (D and C): spectral normalisation of their layers
+    discriminator_norm: str = "batch"  # batch | none: the image D's hidden layers without spectral norm
 
     def spectral(self, discriminator: bool) -> bool:
         """Are this critic's layers (D's if ``discriminator``, else C's) spectrally normalised?"""
         return self.spectral_norm == "both" or (discriminator and self.spectral_norm == "discriminator")
+
+    def batch_norm(self, discriminator: bool) -> bool:
+        """Does this image critic (D's if ``discriminator``, else C's) batch-normalise its hidden layers?"""
+        return not self.spectral(discriminator) and not (discriminator and self.discriminator_norm == "none")
 
     @property
     def heads(self) -> int:

@@ -34,7 +34,8 @@ def model_spec(config: TrainConfig, dataset=None, sample_shape: tuple[int, ...] 
                      classifier_outputs=classifier_outputs(config.classifier, config.k), batch_size=config.batch_size,
                      minibatch_features=config.minibatch_features, minibatch_kernel_dim=config.minibatch_kernel_dim,
                      virtual_batch_norm=config.virtual_batch_norm, noise_prior=config.noise, bank=config.bank,
-                     stochastic_layers=config.stochastic_layers, spectral_norm=config.spectral_norm)
+                     stochastic_layers=config.stochastic_layers, spectral_norm=config.spectral_norm,
+                     discriminator_norm=config.discriminator_norm)
 
 
 def make_optimizer(config: TrainConfig, role: str, params) -> torch.optim.Optimizer:
