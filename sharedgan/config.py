@@ -181,7 +181,8 @@ class TrainConfig:
         "too (your models read ModelSpec.spectral_norm).", choices=SPECTRAL_NORMS)
     discriminator_norm: str = setting(
         "batch", "The built-in image D's hidden-layer normalisation: batch (DCGAN's batch norm) or none (as in the R1 "
-        "paper's D, whose penalty then sees each sample's own gradient); --spectral-norm drops batch norm either way.",
+        "paper's D, whose penalty then sees each sample's own gradient); C keeps its own unless --shared-trunk puts it "
+        "on D's; --spectral-norm drops batch norm either way.",
         choices=DISCRIMINATOR_NORMS)
     r1: float = setting(
         0.0, "R1 penalty γ (Mescheder et al.): D also descends γ/2 · E_data ‖∇ₓ d(x)‖², in every --r1-every-th round, "
