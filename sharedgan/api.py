@@ -107,7 +107,7 @@ def resume_config(run_dir: str | Path, overrides: dict | None = None, trust: boo
     if not (run_dir / "config.json").is_file():
         raise ConfigError(f"{run_dir} is not a sharedgan run (no config.json); pass the directory of a run to --resume")
     rundir.check_inside(run_dir)  # before anything of it is read: where it would make us write
-    config = TrainConfig.from_file(run_dir / "config.json")
+    config = TrainConfig.from_file(run_dir / "config.json", run=True)
     require_consent(config, f"{run_dir}/config.json", overrides, trust)
     for name, value in (overrides or {}).items():
         if name == "out" and value is not None and Path(value).resolve() != run_dir.resolve():

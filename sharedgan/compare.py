@@ -76,7 +76,7 @@ def find_runs(paths: list[str]) -> list[Path]:
 
 
 def load(path: Path) -> RunSummary:
-    config = TrainConfig.from_file(path / "config.json").validate(reading=True)  # as strictly as a launch's
+    config = TrainConfig.from_file(path / "config.json", run=True).validate(reading=True)  # as strictly as a launch's
     try:
         data = read_run_file(path / "run.h5")
     except (OSError, ValueError, KeyError) as exc:

@@ -83,6 +83,10 @@ SDECONV_FACTORIES = {False: "sharedgan.models.mlp:sdeconv_mlp_generator",
 TENSORBOARD = ("auto", "on", "off")  # --tensorboard: mirror run.h5 into RUN/tensorboard/ (sharedgan.board)
 FEATURE_MATCHING = ("off", "replace", "add")  # the generator's D term: as is, replaced by or plus feature matching
 TEACHER_TERMS = ("adversarial", "likelihood")  # --teacher-term: D_T's term, or the teacher's exact −log p_T
+# defaults that changed: what a run made before the change trained with (TrainConfig.from_dict's run)
+FORMER_DEFAULTS = {"r1": 0.0, "generator": "standard"}  # images: R1 and the resize generator since 2026-12-07
+
+
 PRECISIONS = ("fp32", "bf16")  # --precision: the models' training forward passes
 
 
@@ -184,9 +188,9 @@ class TrainConfig:
         "paper's D, whose penalty then sees each sample's own gradient); C keeps its own unless --shared-trunk puts it "
         "on D's; --spectral-norm drops batch norm either way.",
         choices=DISCRIMINATOR_NORMS)
-    r1: float = setting(
-        0.0, "R1 penalty γ (Mescheder et al.): D also descends γ/2 · E_data ‖∇ₓ d(x)‖², in every --r1-every-th round, "
-        "times that interval (lazy regularisation); 0 = off.")
+    r1: float | None = setting(
+        None, "R1 penalty γ (Mescheder et al.): D also descends γ/2 · E_data ‖∇ₓ d(x)‖², in every --r1-every-th "
+        "round, times that interval (lazy regularisation); 0 = off [default: 1 for images, 0 for 2-D data].")
     r1_every: int = setting(16, "Rounds between R1 penalties (16 in StyleGAN2).")
     augment: str = setting(
         "off", "DiffAugment (Zhao et al.) of real and generated samples before D: off, or a comma list of "
@@ -224,11 +228,12 @@ class TrainConfig:
     share_generator_body: bool = setting(
         False, "MGAN's sharing: generators differ only in their first layer; the body is one, stepped each round on "
         "the sum of the K generators' gradients (in the buffer's parameter region in the parallel engine).")
-    generator: str = setting(
-        "standard", "The built-in generator: standard, sdeconv (stochastic ensembling: each sample picks its deep "
+    generator: str | None = setting(
+        None, "The built-in generator: standard, sdeconv (stochastic ensembling: each sample picks its deep "
         "layers' filters from a bank; weight norm and PReLU), or resize (images: nearest-neighbour upsampling and a "
         "3 × 3 convolution in place of each stride-2 transposed convolution, which draws no checkerboard "
-        "texture).", choices=GENERATORS)
+        "texture) [default: resize for images, standard for 2-D data or with --generator-factory].",
+        choices=GENERATORS)
     bank: int = setting(8, "--generator sdeconv: filters in each bank.")
     stochastic_layers: int = setting(2, "--generator sdeconv: how many deep layers (nearest z) pick from a bank.")
     label_smoothing: float = setting(
@@ -396,6 +401,12 @@ class TrainConfig:
             # β0 = 1, grid25 at K = 25 leaves a corner mode unclaimed (docs/reproduce-2d). Images keep
             # the paper's value, which nothing here has measured against.
             self.beta0 = 1.0 if self.images else 3.0
+        # R1 and the resize generator for images are measured on real digits (docs/results.md#real-digits):
+        # with DCGAN's transposed convolutions and no penalty, generators collapse in every seed tried
+        if self.r1 is None:
+            self.r1 = 1.0 if self.images else 0.0
+        if self.generator is None:
+            self.generator = "resize" if self.images and self.generator_factory is None else "standard"
         for field in dataclasses.fields(self):  # every setting with choices (generator first: used just below)
             options, value = field.metadata["choices"], getattr(self, field.name)
             need(options is None or value in options,
@@ -542,7 +553,12 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict, run: bool = False) -> "TrainConfig":
+        """``run``: ``data`` is a run directory's config.json, which records every setting there was
+        when it was written; a key it lacks names a later setting, so the run trained with that
+        setting's former default (:data:`FORMER_DEFAULTS`)."""
+        if run:
+            data = {**{key: value for key, value in FORMER_DEFAULTS.items() if key not in data}, **data}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -555,7 +571,7 @@ class TrainConfig:
         return cls(**{**data, **{name: value for name, value in factories.items() if name in data}})
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
+    def from_file(cls, path: str | Path, run: bool = False) -> "TrainConfig":
         try:
             data = json.loads(Path(path).read_text())
         except OSError as exc:
@@ -564,7 +580,7 @@ class TrainConfig:
             raise ConfigError(f"config {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config {path} must hold a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(data, run=run)
 
 
 BUILTIN_FACTORIES = frozenset([*MLP_FACTORIES.values(), *DCGAN_FACTORIES.values(), *SDECONV_FACTORIES.values(),

@@ -51,7 +51,7 @@ class Run:
         config_path = self.run_dir / "config.json"
         if not config_path.is_file():
             raise ConfigError(f"{self.run_dir} is not a sharedgan run (no config.json); pass a run directory")
-        self.config = TrainConfig.from_file(config_path)
+        self.config = TrainConfig.from_file(config_path, run=True)
         # a run directory may come from anywhere: its settings are checked as strictly as a
         # launch's, and a model factory of its own is imported only with consent
         require_consent(self.config, str(config_path), trust=trust)

@@ -205,25 +205,47 @@ def test_sdeconv_generator_uses_prelu_and_weight_norm():
 
 def test_the_resize_generator_upsamples_and_draws_no_checkerboard():
     from sharedgan.models.dcgan import generator, resize_generator
+    from sharedgan.models.layers import UpsampleConv2d
     spec = ModelSpec((1, 32, 32), noise_dim=8, num_generators=2, width=4)
     net = resize_generator(spec)
     kinds = [type(m) for m in net.modules()]
-    assert kinds.count(torch.nn.ConvTranspose2d) == 1 and kinds.count(torch.nn.Upsample) == 3  # 4 → 8 → 16 → 32
+    assert kinds.count(torch.nn.ConvTranspose2d) == 1 and kinds.count(UpsampleConv2d) == 3  # 4 → 8 → 16 → 32
     assert net(torch.randn(6, 8)).shape == (6, 1, 32, 32)
+    # a checkpoint of the two-module form (nn.Upsample, nn.Conv2d) loads: same names, 3 × 3 weights
+    shapes = {name: tuple(p.shape) for name, p in net.state_dict().items()}
+    assert shapes["body.1.weight"] == (8, 16, 3, 3) and shapes["body.9.weight"] == (1, 4, 3, 3)
+    assert "body.9.bias" in shapes and "body.1.bias" not in shapes
     # why: with the layers' own geometry, one channel and random filters, the standard generator's
     # stride-2 transposed convolution turns a flat input into a 2-pixel grid (each output pixel's
     # parity picks its own quarter of the 4 × 4 filter); upsampling and a 3 × 3 convolution keep it flat
     t = [m for m in generator(spec).modules() if isinstance(m, torch.nn.ConvTranspose2d)][1]
-    c = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][0]
-    up = [m for m in net.modules() if isinstance(m, torch.nn.Upsample)][0]
     torch.manual_seed(0)
     standard = torch.nn.ConvTranspose2d(1, 1, t.kernel_size, t.stride, t.padding, bias=False)
-    resized = torch.nn.Sequential(up, torch.nn.Conv2d(1, 1, c.kernel_size, c.stride, c.padding, bias=False))
+    resized = UpsampleConv2d(1, 1, bias=False)
     x = torch.ones(1, 1, 8, 8)
     with torch.no_grad():
         inner = [f(x)[0, 0, 2:-2, 2:-2] for f in (standard, resized)]
     assert torch.equal(inner[0][::2, ::2], inner[0][2::2, 2::2][:1, :1].expand_as(inner[0][::2, ::2]))  # period 2
     assert inner[0].std() > 0.01 and torch.allclose(inner[1], inner[1][0, 0].expand_as(inner[1]))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_upsample_conv_is_nearest_upsampling_then_a_3x3_convolution(bias):
+    """Computed as one stride-2 transposed convolution of summed taps: the same function, edges
+    included, and the same gradients, to float64 rounding."""
+    from sharedgan.models.layers import UpsampleConv2d
+    torch.manual_seed(1)
+    layer = UpsampleConv2d(3, 5, bias=bias).double()
+    torch.nn.init.normal_(layer.weight)
+    x = torch.randn(2, 3, 4, 7, dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"),
+                                     layer.weight, layer.bias, 1, 1)
+    assert y.shape == (2, 5, 8, 14) and torch.allclose(y, ref, rtol=0, atol=1e-12)
+    g = torch.randn_like(y)
+    mine = torch.autograd.grad(y, (x, layer.weight), g)
+    theirs = torch.autograd.grad(ref, (x, layer.weight), g)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-11) for a, b in zip(mine, theirs))
 
 
 def test_pairwise_with_two_generators_has_one_head():

@@ -171,3 +171,28 @@ def test_every_built_in_generator_reads_back_without_consent(generator):
     --resume) needs no --trust-run, as it is sharedgan's own code."""
     config = TrainConfig(dataset="cifar10", generator=generator).validate(reading=True)
     require_consent(config, "RUN/config.json")  # raises UntrustedRun for a factory sharedgan does not ship
+
+
+def test_images_default_to_r1_and_the_resize_generator_and_2d_data_to_neither():
+    """The data-dependent defaults land in the config (so config.json records what ran)."""
+    image, mixture = TrainConfig(dataset="cifar10").validate(reading=True), TrainConfig().validate()
+    assert (image.r1, image.generator) == (1.0, "resize")
+    assert image.generator_factory == "sharedgan.models.dcgan:resize_generator"
+    assert (mixture.r1, mixture.generator) == (0.0, "standard")
+    assert mixture.generator_factory == "sharedgan.models.mlp:mlp_generator"
+    own = TrainConfig(dataset="cifar10", generator_factory="mypackage.models:g").validate(reading=True)
+    assert (own.generator, own.generator_factory) == ("standard", "mypackage.models:g")  # theirs, not resize
+    chosen = TrainConfig(dataset="cifar10", r1=0.0, generator="standard").validate(reading=True)
+    assert (chosen.r1, chosen.generator_factory) == (0.0, "sharedgan.models.dcgan:generator")
+
+
+def test_a_run_made_before_a_default_changed_keeps_the_default_it_trained_with():
+    """A run's config.json records every setting of its day: a key it lacks is a later setting, and
+    the run trained with that setting's default then, not today's."""
+    written = dataclasses.asdict(TrainConfig(dataset="cifar10", r1=0.0, generator="standard").validate(reading=True))
+    before = {key: value for key, value in written.items() if key not in ("r1", "generator")}
+    assert TrainConfig.from_dict(before, run=True).validate(reading=True) == TrainConfig.from_dict(written)
+    assert before["generator_factory"] == "sharedgan.models.dcgan:generator"
+    partial = {key: value for key, value in before.items() if key != "generator_factory"}
+    today = TrainConfig.from_dict(partial).validate(reading=True)  # not a run's: today's defaults
+    assert (today.r1, today.generator) == (1.0, "resize")

@@ -28,7 +28,8 @@ Writes <out>/results.md (classes covered, confident share, KL(p̂ ‖ uniform), 
 generators, the mixture's precision and recall, classifier accuracy, training seconds, mean ± std
 over the seeds) and <out>/samples-k<K>[-variant].png,
 one row per generator.
-Finished runs are not trained again, so a cut-off study resumes.
+Finished runs are not trained again, so a cut-off study resumes (a run is reused only if it trained
+what the study would train today, today's defaults included).
 """
 import argparse
 import dataclasses
@@ -83,17 +84,27 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, options
 
 
-def _trained_as_asked(run_dir: Path, asked: dict) -> bool:
-    """A finished run is reused only when its config.json has the settings asked for now."""
-    saved = json.loads((run_dir / "config.json").read_text())
-    return all(saved.get(key) == value for key, value in asked.items())
+def _trained_as_asked(run_dir: Path, config) -> bool:
+    """A run in ``run_dir`` is reused (judged, or resumed if cut off) only when it trained what
+    ``config`` would train today: every setting that shapes the math, the defaults that depend on
+    the data included (the image defaults changed once; a run of the old ones is not today's)."""
+    from sharedgan import TrainConfig
+    from sharedgan.config import RESUMABLE
+    if not (run_dir / "config.json").is_file():
+        return False
+    saved = TrainConfig.from_file(run_dir / "config.json", run=True).validate(reading=True)
+    return all(getattr(saved, f.name) == getattr(config, f.name) for f in dataclasses.fields(config)
+               if f.name not in RESUMABLE)
 
 
 def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, options: dict, run_dir: Path) -> dict:
     from sharedgan import TrainConfig, load_run, train
     from sharedgan.storage.runfile import read_run_file
+    config = TrainConfig(dataset=str(data), data_dir=str(data.parent), k=k, seed=seed, rounds=rounds, width=width,
+                         out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
+    as_asked = _trained_as_asked(run_dir, dataclasses.replace(config).validate(reading=True))
     done = run_dir / "result.json"
-    if done.exists() and _trained_as_asked(run_dir, dict(k=k, seed=seed, rounds=rounds, width=width, **options)):
+    if done.exists() and as_asked:
         out = json.loads(done.read_text())
         if "spread" not in out:  # a result from before spread existed
             out["spread"] = load_run(run_dir).spread(n=2500, seed=seed).tolist()
@@ -102,10 +113,7 @@ def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, opti
             out.update(_realness(load_run(run_dir), seed))
             done.write_text(json.dumps(out))
         return out
-    config = TrainConfig(dataset=str(data), data_dir=str(data.parent), k=k, seed=seed, rounds=rounds, width=width,
-                         out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
-    cut_off = (run_dir / "config.json").exists() and any((run_dir / "checkpoints").glob("*")) \
-        and _trained_as_asked(run_dir, dict(k=k, seed=seed, rounds=rounds, width=width, **options))
+    cut_off = as_asked and any((run_dir / "checkpoints").glob("*"))
     attrs = read_run_file(run_dir / "run.h5")["attrs"] if cut_off else {}
     if attrs.get("status") == "complete":  # trained, not yet judged (the judging failed): judge it
         train_seconds = float(attrs["train_seconds"])

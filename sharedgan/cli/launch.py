@@ -96,7 +96,7 @@ def launch(config_file, resume_dir, force, trust_run, quiet, roles_here, bind, l
             raise ConfigError("--resume takes the run's own config.json; drop --config and --force")
         config = resume_config(resume_dir, given, trust=trust_run)
     else:
-        config = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        config = TrainConfig.from_file(config_file, run=True) if config_file else TrainConfig()
         if config_file:
             require_consent(config, config_file, given, trust_run)
         for field, value in given.items():

@@ -21,7 +21,7 @@ def tensorboard(run):
     if not board.available():
         raise ConfigError(f"TensorBoard is not installed: {board.INSTALL_HINT}")
     run_dir = Path(run)
-    TrainConfig.from_file(run_dir / "config.json")  # a run's, checked before anything is written
+    TrainConfig.from_file(run_dir / "config.json", run=True)  # a run's, checked before anything is written
     try:
         data = read_run_file(run_dir / "run.h5")
     except (OSError, ValueError, KeyError) as exc:

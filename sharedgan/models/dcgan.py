@@ -25,6 +25,7 @@ from sharedgan.errors import FactoryError
 from sharedgan.models.layers import (
     MinibatchDiscrimination,
     StochasticConvTranspose2d,
+    UpsampleConv2d,
     VirtualBatchNorm,
     route,
     spectral_normalised,
@@ -74,9 +75,8 @@ class Generator(nn.Module):
             elif stochastic:
                 layers.append(nn.utils.parametrizations.weight_norm(nn.ConvTranspose2d(chans[i], chans[i + 1],
                                                                                        4, stride, pad)))
-            elif resize and i > 0:
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"),
-                           nn.Conv2d(chans[i], chans[i + 1], 3, 1, 1, bias=last)]
+            elif resize and i > 0:  # Identity: the place nn.Upsample held, so checkpoints keep their layer numbers
+                layers += [nn.Identity(), UpsampleConv2d(chans[i], chans[i + 1], bias=last)]
             else:
                 layers.append(nn.ConvTranspose2d(chans[i], chans[i + 1], 4, stride, pad, bias=last))
             if last:

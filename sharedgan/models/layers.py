@@ -168,6 +168,32 @@ class StochasticConvTranspose2d(_Bank):
         return outs[torch.arange(x.shape[0], device=x.device), r]
 
 
+def _phases(w: torch.Tensor, dim: int) -> torch.Tensor:
+    """A 3-tap filter along ``dim`` → the 4 taps of the stride-2 transposed convolution that equals
+    nearest-neighbour ×2 upsampling followed by it. An even output row 2i sees upsampled rows 2i − 1,
+    2i, 2i + 1, i.e. input rows i − 1, i, i (taps w₀, w₁ + w₂); an odd one i, i, i + 1 (w₀ + w₁,
+    w₂). A transposed convolution (stride 2, padding 1) adds input row i into output row 2i − 1 + k
+    with tap K[k]: output 2i takes row i − 1 with K[3] and row i with K[1], output 2i + 1 takes row i
+    with K[2] and row i + 1 with K[0]. So K = (w₂, w₁ + w₂, w₀ + w₁, w₀)."""
+    w0, w1, w2 = w.unbind(dim)
+    return torch.stack([w2, w1 + w2, w0 + w1, w0], dim)
+
+
+class UpsampleConv2d(nn.Conv2d):
+    """Nearest-neighbour ×2 upsampling, then this 3 × 3 convolution (padding 1), computed as the one
+    stride-2 4 × 4 transposed convolution that equals them (:func:`_phases`): 4 instead of 9
+    multiply-adds per output value and input channel, and no upsampled copy. Its parameters are
+    the 3 × 3 convolution's, so a checkpoint is the same either way; the two forms differ in float
+    rounding only (the taps are sums of weights)."""
+
+    def __init__(self, c_in: int, c_out: int, bias: bool):
+        super().__init__(c_in, c_out, 3, 1, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = _phases(_phases(self.weight, 2), 3).transpose(0, 1)  # [c_in, c_out, 4, 4]
+        return F.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)
+
+
 def spectral_normalised(module: nn.Module) -> nn.Module:
     """``module`` with torch's spectral-norm parametrisation on every convolution and linear layer
     (W / σ(W), σ by power iteration, its vectors buffers saved with the model). Call it after the
