@@ -1,4 +1,4 @@
-"""The layers behind the Improved-GAN and stochastic-ensembling options, for the built-in models.
+"""The layers behind the Improved-GAN, stochastic-ensembling and resize options, for the built-in models.
 
 * :class:`MinibatchDiscrimination` (Improved GAN §3.2, ``--minibatch-features B``);
 * :class:`VirtualBatchNorm` (Improved GAN §3.4, ``--virtual-batch-norm``), driven by
@@ -7,7 +7,9 @@
   its largest singular value, estimated by one power iteration per forward pass in training;
 * :class:`StochasticLinear` and :class:`StochasticConvTranspose2d` (the stochastic-deconvolution
   paper, ``--generator sdeconv``): every sample takes its own filters from a bank, and
-  :func:`route` picks them from the sample's own noise.
+  :func:`route` picks them from the sample's own noise;
+* :class:`UpsampleConv2d` (``--generator resize``): nearest-neighbour upsampling and a 3 × 3
+  convolution, computed as the one transposed convolution that equals them.
 """
 
 from __future__ import annotations
