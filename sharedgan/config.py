@@ -83,8 +83,10 @@ SDECONV_FACTORIES = {False: "sharedgan.models.mlp:sdeconv_mlp_generator",
 TENSORBOARD = ("auto", "on", "off")  # --tensorboard: mirror run.h5 into RUN/tensorboard/ (sharedgan.board)
 FEATURE_MATCHING = ("off", "replace", "add")  # the generator's D term: as is, replaced by or plus feature matching
 TEACHER_TERMS = ("adversarial", "likelihood")  # --teacher-term: D_T's term, or the teacher's exact −log p_T
-# defaults that changed: what a run made before the change trained with (TrainConfig.from_dict's run)
-FORMER_DEFAULTS = {"r1": 0.0, "generator": "standard"}  # images: R1 and the resize generator since 2026-12-07
+# defaults that changed: what a run made before the change trained with (TrainConfig.from_dict's run).
+# Images: R1 since 2026-12-07. (The resize generator became their default then too, but every config.json
+# names its generator_factory, from which a missing --generator is derived as before.)
+FORMER_DEFAULTS = {"r1": 0.0}
 
 
 PRECISIONS = ("fp32", "bf16")  # --precision: the models' training forward passes

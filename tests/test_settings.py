@@ -2,6 +2,7 @@
 the checkpoint fingerprint are derived from it, and stay what they were when written by hand."""
 
 import dataclasses
+import json
 
 import click
 import pytest
@@ -196,3 +197,37 @@ def test_a_run_made_before_a_default_changed_keeps_the_default_it_trained_with()
     partial = {key: value for key, value in before.items() if key != "generator_factory"}
     today = TrainConfig.from_dict(partial).validate(reading=True)  # not a run's: today's defaults
     assert (today.r1, today.generator) == (1.0, "resize")
+
+
+def launched_with(monkeypatch, *args) -> TrainConfig:
+    """The validated config ``sharedgan launch ARGS`` would train."""
+    def fake_train(config, **kwargs):
+        raise Captured(config)
+    monkeypatch.setattr("sharedgan.api.train", fake_train)
+    from sharedgan.cli import main
+    with pytest.raises(Captured) as caught:
+        main(["launch", *args])
+    return caught.value.args[0].validate(reading=True)
+
+
+def test_config_takes_former_defaults_only_from_a_run_directory(monkeypatch, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.json").write_text('{"dataset": "cifar10", "k": 2}')  # written by hand
+    assert launched_with(monkeypatch, "--config", str(tmp_path / "mine" / "config.json")).r1 == 1.0
+    run = tmp_path / "run"
+    run.mkdir()
+    old = {k: v for k, v in dataclasses.asdict(TrainConfig(dataset="cifar10", k=2, r1=0.0).validate(reading=True))
+           .items() if k != "r1"}  # a run from before R1 existed
+    (run / "config.json").write_text(json.dumps(old))
+    (run / "run.h5").write_bytes(b"")
+    assert launched_with(monkeypatch, "--config", str(run / "config.json")).r1 == 0.0
+
+
+def test_a_generator_given_beside_config_replaces_the_files_generator_and_its_factory(monkeypatch, tmp_path):
+    """A rerun of an image run (resize by default) with the papers' generator, or with one's own."""
+    (tmp_path / "config.json").write_text(TrainConfig(dataset="cifar10", k=2).validate(reading=True).to_json())
+    papers = launched_with(monkeypatch, "--config", str(tmp_path / "config.json"), "--generator", "standard")
+    assert (papers.generator, papers.generator_factory) == ("standard", "sharedgan.models.dcgan:generator")
+    own = launched_with(monkeypatch, "--config", str(tmp_path / "config.json"), "--generator-factory",
+                        "mypackage.models:g")
+    assert (own.generator, own.generator_factory) == ("standard", "mypackage.models:g")

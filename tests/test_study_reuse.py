@@ -40,3 +40,13 @@ def test_a_run_is_reused_only_if_it_trained_todays_settings(tmp_path):
     papers = dataclasses.replace(asked, r1=0.0, generator="standard").validate(reading=True)
     assert same(tmp_path / "older", papers)  # a config.json from before R1 existed trained without it
     assert not same(tmp_path / "missing", today)
+
+
+def test_a_run_of_a_study_with_a_relative_runs_folder_is_recognised(tmp_path, monkeypatch):
+    """A launch records the data set's absolute path; the study asks with --runs runs/digits."""
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "digits.npz", images=np.zeros((4, 32, 32, 1), np.uint8), labels=np.zeros(4, np.int64))
+    module = study()
+    run_dir = run_of(tmp_path, "run", engine="sequential", seed=3, rounds=40, eval_every=5)  # absolute, as recorded
+    asked = module.study_config(Path("digits.npz"), 2, 3, 40, 4, {}, Path("run"))
+    assert module._trained_as_asked(run_dir, asked.validate(reading=True))

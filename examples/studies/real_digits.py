@@ -97,11 +97,18 @@ def _trained_as_asked(run_dir: Path, config) -> bool:
                if f.name not in RESUMABLE)
 
 
+def study_config(data: Path, k: int, seed: int, rounds: int, width: int, options: dict, run_dir: Path):
+    """The launch of one run of the study (its data path absolute, as a run's config.json records it)."""
+    from sharedgan import TrainConfig
+    data = data.resolve()
+    return TrainConfig(dataset=str(data), data_dir=str(data.parent), k=k, seed=seed, rounds=rounds, width=width,
+                       out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
+
+
 def train_and_judge(data: Path, k: int, seed: int, rounds: int, width: int, options: dict, run_dir: Path) -> dict:
-    from sharedgan import TrainConfig, load_run, train
+    from sharedgan import load_run, train
     from sharedgan.storage.runfile import read_run_file
-    config = TrainConfig(dataset=str(data), data_dir=str(data.parent), k=k, seed=seed, rounds=rounds, width=width,
-                         out=str(run_dir), eval_every=max(1, rounds // 8), **{"engine": "sequential", **options})
+    config = study_config(data, k, seed, rounds, width, options, run_dir)
     as_asked = _trained_as_asked(run_dir, dataclasses.replace(config).validate(reading=True))
     done = run_dir / "result.json"
     if done.exists() and as_asked:
@@ -216,6 +223,14 @@ def main():
                      f"| {_mean_std([r['mixture_precision'] for r in rs], '.2f')} "
                      f"| {_mean_std([r['mixture_recall'] for r in rs], '.2f')} "
                      f"| {_mean_std([r['train_seconds'] for r in rs], '.0f')} |")
+    lines += ["", "Each seed: the precision of every generator (unreal below the line), and the mixture's.", "",
+              "| setting | K | seed | classes | KL | collapsed | precision per generator | mixture precision "
+              "| mixture recall | train s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, k, _ in plan:
+        lines += [f"| {name} | {k} | {r['seed']} | {r['classes_covered']} | {r['kl_uniform']:.3f} "
+                  f"| {len(collapsed(r['spread']))} | {', '.join(f'{v:.2f}' for v in r['precision'])} "
+                  f"| {r['mixture_precision']:.2f} | {r['mixture_recall']:.2f} | {r['train_seconds']:.0f} |"
+                  for r in rows[(name, k)]]
     for name, k, _ in plan:
         if k == 1:
             continue

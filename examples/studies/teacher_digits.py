@@ -24,8 +24,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from real_digits import _mean_std, summary, train_and_judge, write_digits  # noqa: E402 - the digits and their judges
 
 STEPS, BATCH, POOL = 1500, 64, 2048  # the teacher: ~1 s a step and ~5 s per 64 pool samples on one CPU thread
-ROWS = {"none": ("no teacher", {}),
-        "adversarial": ("γ = 1, D_T's term, the fixed PixelCNN teacher (its pool)", dict(teacher_weight=1.0))}
+# the papers' DCGAN, as this study was run before images defaulted to R1 and the resize generator
+PAPERS = dict(r1=0.0, generator="standard")
+ROWS = {"none": ("no teacher", PAPERS),
+        "adversarial": ("γ = 1, D_T's term, the fixed PixelCNN teacher (its pool)", dict(PAPERS, teacher_weight=1.0))}
 
 
 def fixed_teacher(runs: Path, data: Path) -> dict:
@@ -84,7 +86,7 @@ def main():
     results = {}
     for k in ks:
         for row, (_, options) in ROWS.items():
-            options = options | ({"teacher": teacher["path"]} if options else {})
+            options = options | ({"teacher": teacher["path"]} if "teacher_weight" in options else {})
             for seed in seeds:
                 run_dir = runs / f"k{k}-{row}-seed{seed}"
                 if args.report_only and not (run_dir / "result.json").is_file():

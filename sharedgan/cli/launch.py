@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
+from pathlib import Path
 
 import click
 
-from sharedgan.config import TrainConfig, option_flag, require_consent
+from sharedgan.config import BUILTIN_FACTORIES, TrainConfig, option_flag, require_consent
 from sharedgan.errors import ConfigError
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -96,11 +97,19 @@ def launch(config_file, resume_dir, force, trust_run, quiet, roles_here, bind, l
             raise ConfigError("--resume takes the run's own config.json; drop --config and --force")
         config = resume_config(resume_dir, given, trust=trust_run)
     else:
-        config = TrainConfig.from_file(config_file, run=True) if config_file else TrainConfig()
+        # a config.json in a run directory is that run's record (TrainConfig.from_dict's run); one
+        # written by hand takes today's defaults for what it leaves out
+        in_run = bool(config_file) and (Path(config_file).parent / "run.h5").is_file()
+        config = TrainConfig.from_file(config_file, run=in_run) if config_file else TrainConfig()
         if config_file:
             require_consent(config, config_file, given, trust_run)
         for field, value in given.items():
             setattr(config, field, value)
+        # the file's generator and its factory were derived from each other: given one, derive the other again
+        if "generator" in given and "generator_factory" not in given and config.generator_factory in BUILTIN_FACTORIES:
+            config.generator_factory = None
+        if "generator_factory" in given and "generator" not in given:
+            config.generator = None
     try:
         from sharedgan.storage.rundir import default_out
         config.out = config.out or default_out()
