@@ -413,6 +413,8 @@ class TrainConfig:
             options, value = field.metadata["choices"], getattr(self, field.name)
             need(options is None or value in options,
                  f"{option_flag(field)} must be one of {', '.join(options or ())}, got {value!r}")
+        if self.generator == "standard" and self.generator_factory in (RESIZE_FACTORY, *SDECONV_FACTORIES.values()):
+            self.generator_factory = None  # another --generator's built-in (a rerun's): the standard one, below
         if self.generator == "sdeconv":
             sdeconv = SDECONV_FACTORIES[self.images]
             need(self.generator_factory in (None, sdeconv),

@@ -183,6 +183,9 @@ def test_images_default_to_r1_and_the_resize_generator_and_2d_data_to_neither():
     assert mixture.generator_factory == "sharedgan.models.mlp:mlp_generator"
     own = TrainConfig(dataset="cifar10", generator_factory="mypackage.models:g").validate(reading=True)
     assert (own.generator, own.generator_factory) == ("standard", "mypackage.models:g")  # theirs, not resize
+    resized = TrainConfig(dataset="cifar10").validate(reading=True)  # a rerun of it with the standard generator
+    rerun = dataclasses.replace(resized, generator="standard").validate(reading=True)
+    assert rerun.generator_factory == "sharedgan.models.dcgan:generator"
     chosen = TrainConfig(dataset="cifar10", r1=0.0, generator="standard").validate(reading=True)
     assert (chosen.r1, chosen.generator_factory) == (0.0, "sharedgan.models.dcgan:generator")
 

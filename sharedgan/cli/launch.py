@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from sharedgan.config import BUILTIN_FACTORIES, TrainConfig, option_flag, require_consent
+from sharedgan.config import TrainConfig, option_flag, require_consent
 from sharedgan.errors import ConfigError
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
@@ -105,10 +105,7 @@ def launch(config_file, resume_dir, force, trust_run, quiet, roles_here, bind, l
             require_consent(config, config_file, given, trust_run)
         for field, value in given.items():
             setattr(config, field, value)
-        # the file's generator and its factory were derived from each other: given one, derive the other again
-        if "generator" in given and "generator_factory" not in given and config.generator_factory in BUILTIN_FACTORIES:
-            config.generator_factory = None
-        if "generator_factory" in given and "generator" not in given:
+        if "generator_factory" in given and "generator" not in given:  # the file's --generator named its factory
             config.generator = None
     try:
         from sharedgan.storage.rundir import default_out
