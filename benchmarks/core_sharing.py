@@ -48,14 +48,16 @@ def run(args, root: str, beside: bool, repeat: int) -> dict:
                                                 "--out", os.path.join(root, f"neighbour{repeat}")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        out = subprocess.run(command + ["--core", "0", "--rounds", str(args.rounds),
-                                        "--out", os.path.join(root, f"timed{repeat}-{int(beside)}")],
-                             check=True, capture_output=True, text=True).stdout
+        done = subprocess.run(command + ["--core", "0", "--rounds", str(args.rounds),
+                                         "--out", os.path.join(root, f"timed{repeat}-{int(beside)}")],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"the timed training failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     finally:
         if neighbour is not None:
             neighbour.send_signal(signal.SIGKILL)
             neighbour.wait()
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main():
