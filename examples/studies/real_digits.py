@@ -151,6 +151,36 @@ def summary(r: dict) -> str:
             f"precision {r['mixture_precision']:.2f} recall {r['mixture_recall']:.2f}, {r['train_seconds']:.0f} s")
 
 
+def _evaluations_table(plan, rows, runs: Path) -> list[str]:
+    """The mixture precision of each run's own evaluations during training (run.h5's
+    ``eval/mixture_precision``; ``--eval-samples`` per generator, so noisier than the final judging),
+    on the planned rounds (an extra evaluation where a run was cut off is left out): whether
+    precision was still rising when training ended."""
+    import numpy as np
+
+    from sharedgan.storage.runfile import read_run_file
+    series = []
+    for name, k, _ in plan:
+        for r in rows[(name, k)]:
+            run_dir = runs / f"k{k}{'' if name == 'defaults' else '-' + name}-seed{r['seed']}"
+            data = read_run_file(run_dir / "run.h5")
+            if "eval/mixture_precision" not in data:  # a run from before realness existed
+                continue
+            every, last = data["config"]["eval_every"], data["config"]["rounds"] - 1
+            kept = [(int(n), float(v)) for n, v in zip(data["eval/round"], data["eval/mixture_precision"])
+                    if ((n + 1) % every == 0 or n == last) and np.isfinite(v)]
+            series.append((name, k, r["seed"], dict(kept), data["config"]["eval_samples"]))
+    if not series:
+        return []
+    rounds = sorted({n for *_, by_round, _ in series for n in by_round})
+    return ["", f"Mixture precision at each evaluation during training ({series[0][4]} samples per generator, "
+                "so noisier than the judging above):", "",
+            "| setting | K | seed | " + " | ".join(f"{n + 1:,}" for n in rounds) + " |",
+            "|---|---|---|" + "---|" * len(rounds)] + [
+        f"| {name} | {k} | {seed} | " + " | ".join(f"{by_round[n]:.2f}" if n in by_round else "—" for n in rounds)
+        + " |" for name, k, seed, by_round, _ in series]
+
+
 def _mean_std(values, fmt):
     if len(values) == 1:
         return format(values[0], fmt)
@@ -231,6 +261,7 @@ def main():
                   f"| {len(collapsed(r['spread']))} | {', '.join(f'{v:.2f}' for v in r['precision'])} "
                   f"| {r['mixture_precision']:.2f} | {r['mixture_recall']:.2f} | {r['train_seconds']:.0f} |"
                   for r in rows[(name, k)]]
+    lines += _evaluations_table(plan, rows, runs)
     for name, k, _ in plan:
         if k == 1:
             continue
