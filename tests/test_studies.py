@@ -23,7 +23,7 @@ def test_real_digits_table_reports_collapsed_and_unreal_generators(tmp_path):
     assert "| aug (augment = translation,cutout, ema = 0.9) | K = 2 |" in table
     assert "Real held-out digits score precision" in table
     # every run's own evaluations (every 2nd of the 16 rounds), one row per run
-    assert "| setting | K | seed | 2 | 4 | 6 | 8 | 10 | 12 | 14 | 16 |" in table
+    assert "| setting | K | seed | 2 | 4 | 6 | 8 | 10 | 12 | 14 | 16 | samples |" in table
     rows = [line for line in table.splitlines() if line.startswith("| aug | 2 | 1 | ")]
     assert len(rows) == 2  # its row among the seeds, and its row of evaluations
     assert "unreal, precision" in res.stdout  # the per-run line

@@ -151,34 +151,37 @@ def summary(r: dict) -> str:
             f"precision {r['mixture_precision']:.2f} recall {r['mixture_recall']:.2f}, {r['train_seconds']:.0f} s")
 
 
+def run_dir_of(runs: Path, name: str, k: int, seed: int) -> Path:
+    """Where the study keeps one run ("defaults" names no variant)."""
+    return runs / f"k{k}{'' if name == 'defaults' else '-' + name}-seed{seed}"
+
+
 def _evaluations_table(plan, rows, runs: Path) -> list[str]:
     """The mixture precision of each run's own evaluations during training (run.h5's
-    ``eval/mixture_precision``; ``--eval-samples`` per generator, so noisier than the final judging),
-    on the planned rounds (an extra evaluation where a run was cut off is left out): whether
-    precision was still rising when training ended."""
-    import numpy as np
-
+    ``eval/mixture_precision``, from the run's ``eval_samples`` per generator, so noisier than the
+    final judging), on the planned rounds (an extra evaluation where a run was cut off is left out):
+    whether precision was still rising when training ended."""
     from sharedgan.storage.runfile import read_run_file
     series = []
     for name, k, _ in plan:
         for r in rows[(name, k)]:
-            run_dir = runs / f"k{k}{'' if name == 'defaults' else '-' + name}-seed{r['seed']}"
-            data = read_run_file(run_dir / "run.h5")
+            data = read_run_file(run_dir_of(runs, name, k, r["seed"]) / "run.h5")
             if "eval/mixture_precision" not in data:  # a run from before realness existed
                 continue
             every, last = data["config"]["eval_every"], data["config"]["rounds"] - 1
-            kept = [(int(n), float(v)) for n, v in zip(data["eval/round"], data["eval/mixture_precision"])
-                    if ((n + 1) % every == 0 or n == last) and np.isfinite(v)]
-            series.append((name, k, r["seed"], dict(kept), data["config"]["eval_samples"]))
+            kept = {int(n): float(v) for n, v in zip(data["eval/round"], data["eval/mixture_precision"])
+                    if ((n + 1) % every == 0 or n == last) and np.isfinite(v)}
+            if kept:  # (none where realness was off)
+                series.append((name, k, r["seed"], kept, data["config"]["eval_samples"]))
     if not series:
         return []
     rounds = sorted({n for *_, by_round, _ in series for n in by_round})
-    return ["", f"Mixture precision at each evaluation during training ({series[0][4]} samples per generator, "
-                "so noisier than the judging above):", "",
-            "| setting | K | seed | " + " | ".join(f"{n + 1:,}" for n in rounds) + " |",
-            "|---|---|---|" + "---|" * len(rounds)] + [
+    return ["", "Mixture precision at each evaluation during training (from the samples per generator of the "
+                "last column, so noisier than the judging above):", "",
+            "| setting | K | seed | " + " | ".join(f"{n + 1:,}" for n in rounds) + " | samples |",
+            "|---|---|---|" + "---|" * (len(rounds) + 1)] + [
         f"| {name} | {k} | {seed} | " + " | ".join(f"{by_round[n]:.2f}" if n in by_round else "—" for n in rounds)
-        + " |" for name, k, seed, by_round, _ in series]
+        + f" | {samples} |" for name, k, seed, by_round, samples in series]
 
 
 def _mean_std(values, fmt):
@@ -211,18 +214,19 @@ def main():
     data = runs / "digits32.npz"
     if not data.exists():
         write_digits(data)
-    plan = [(name, args.k, options) for name, options in variants] + ([] if args.no_single else [("defaults", 1, {})])
+    plan = [(name, args.k, options) for name, options in variants]
+    if not args.no_single and ("defaults", 1, {}) not in plan:  # (--k 1 with the defaults is the baseline itself)
+        plan.append(("defaults", 1, {}))
     rows = {}
     for name, k, options in plan:
         for seed in seeds:
-            tag = "" if name == "defaults" else f"-{name}"
-            r = train_and_judge(data, k, seed, args.rounds, args.width, options, runs / f"k{k}{tag}-seed{seed}")
+            r = train_and_judge(data, k, seed, args.rounds, args.width, options, run_dir_of(runs, name, k, seed))
             print(f"{name} K={k} seed {seed}: {summary(r)}", flush=True)
             rows.setdefault((name, k), []).append(r)
     out.mkdir(parents=True, exist_ok=True)
     for name, k, _ in plan:  # the first seed's final grid, one row per generator
         tag = "" if name == "defaults" else f"-{name}"
-        shutil.copyfile(runs / f"k{k}{tag}-seed{seeds[0]}" / "samples.png", out / f"samples-k{k}{tag}.png")
+        shutil.copyfile(run_dir_of(runs, name, k, seeds[0]) / "samples.png", out / f"samples-k{k}{tag}.png")
     first = rows[(plan[0][0], args.k)][0]
     settings = "".join(f" --variant {v}" for v in args.variant or []) + (" --no-single" if args.no_single else "")
     lines = [
