@@ -81,12 +81,17 @@ ENGINE_TAGS = {"b": "serve_batch", "d": "d_replicas", "c": "c_replicas", "s": "s
 def engine_settings(spec: str) -> dict:
     """An engine of the study and its settings: ``async:b8:r2:hogwild`` is the async engine with
     --serve-batch 8 (bauto: --serve-batch auto), 2 D and 2 C replicas (r; or d2, c2 apart),
-    --replica-sync hogwild (or copy, with s10 for --sync-every 10)."""
+    --replica-sync hogwild (or copy, with s10 for --sync-every 10); ``parallel:pin`` the parallel
+    engine with --pin-roles."""
     engine, *tags = spec.split(":")
-    if engine not in ENGINES or (tags and engine != "async"):
-        raise ConfigError(f"--engines: {spec!r} unknown; choose from {', '.join(ENGINES)} (async may carry "
-                          "settings, e.g. async:b8:r2:hogwild)")
+    if engine not in ENGINES or (tags and engine not in ("async", "parallel")):
+        raise ConfigError(f"--engines: {spec!r} unknown; choose from {', '.join(ENGINES)} (async and parallel may "
+                          "carry settings, e.g. async:b8:r2:hogwild, parallel:pin)")
     settings: dict = {"engine": engine}
+    if engine == "parallel" and tags:
+        if tags != ["pin"]:
+            raise ConfigError(f"--engines: {spec!r}: parallel takes one setting, pin (--pin-roles)")
+        return {**settings, "pin_roles": True}
     for tag in tags:
         if tag in REPLICA_SYNCS:
             settings["replica_sync"] = tag

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +256,11 @@ class TrainConfig:
         False, "Deterministic kernels in every process (torch.use_deterministic_algorithms), for bit-exact GPU runs.",
         resumable=True)
     threads: int = setting(1, "Torch threads per process (per role in the parallel engine).", resumable=True)
+    pin_roles: bool = setting(
+        False, "--engine parallel: pin each process to one of the cores the run may use: C and the ⌈K/4⌉ generators "
+        "it serves last share the first core, D and the other generators are dealt over the rest (one process per "
+        "core where there are enough). Measured on 2 cores only (docs/results.md); the math is unchanged.",
+        resumable=True)
     precision: str = setting(
         "fp32", "bf16: every training forward pass of G, D and C under torch.autocast in bfloat16 (matrix products "
         "and convolutions); outputs, losses, the gradients written to the slots, parameters and optimiser states stay "
@@ -465,6 +471,10 @@ class TrainConfig:
         need(not (self.engine == "async" and self.on_failure == "respawn"),
              "--on-failure respawn works with --engine parallel; the async engine stops on a failure "
              "(resume it with --resume)")
+        need(not self.pin_roles or (self.engine == "parallel" and self.transport == "shm"
+                                    and (reading or hasattr(os, "sched_setaffinity"))),
+             "--pin-roles places the processes of --engine parallel --transport shm on this machine's cores (Linux); "
+             "drop it here")
         if self.transport == "distributed":
             need(self.engine == "parallel", f"--transport distributed runs --engine parallel (its roles are "
                  f"torchrun's ranks); --engine {self.engine} is not built for it")

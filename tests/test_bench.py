@@ -51,6 +51,8 @@ def test_engines_carry_their_settings():
     assert engine_settings("async:bauto") == {"engine": "async", "serve_batch": "auto"}
     assert engine_settings("async:d3:copy:s5") == {"engine": "async", "d_replicas": 3,
                                                    "replica_sync": "copy", "sync_every": 5}
+    assert engine_settings("parallel:pin") == {"engine": "parallel", "pin_roles": True}
+    assert engine_settings("parallel") == {"engine": "parallel"}
     plan = BenchPlan([8], ["sequential", "async:r2"], cores=24, in_process_threads=1)
     assert plan.processes("async:r2", 8) == 12 and plan.threads("async:r2", 8) == 2  # 24 cores over 12 processes
     assert plan.processes("parallel", 8) == 10 and plan.threads("sequential", 8) == 1
@@ -82,7 +84,7 @@ def test_a_tiny_study_end_to_end(tmp_path, leak_check):
     (["--engines", "parallel"], "--engines must include sequential"),
     (["--engines", "sequential,warp"], "--engines: 'warp' unknown"),
     (["--engines", "sequential,async:z3"], "'z3' is not a setting"),
-    (["--engines", "sequential,parallel:b4"], "--engines: 'parallel:b4' unknown"),
+    (["--engines", "sequential,parallel:b4"], "'parallel:b4': parallel takes one setting, pin"),
     (["--k", "0"], "--k must be an integer in [1, 1024]"),
 ])
 def test_bad_bench_options(tmp_path, args, says):

@@ -27,7 +27,8 @@ RESUMABLE_BEFORE = ("engine", "threads", "eval_every", "checkpoint_every", "keep
                     "max_restarts", "out", "device", "devices", "deterministic", "d_replicas", "c_replicas",
                     "replica_sync", "sync_every", "serve_batch", "serve_lr_scaling", "tensorboard",
                     "realness",  # realness: added with it (evaluation only, so a resume may change it)
-                    "transport")  # transport: how the same roles reach each other (a run may move machines)
+                    "transport",  # transport: how the same roles reach each other (a run may move machines)
+                    "pin_roles")  # pin_roles: where the processes run, not what they compute
 FINGERPRINT_BEFORE = ("k", "dataset", "ring_modes", "grid_side", "noise_dim", "hidden", "width", "generator_factory",
                       "discriminator_factory", "classifier_factory", "optimizer_generator", "optimizer_discriminator",
                       "optimizer_classifier")

@@ -16,7 +16,7 @@ from sharedgan.errors import ConfigError
 @click.option("--engines", default="sequential,parallel", show_default=True,
               help="Comma-separated engines; the sequential one is the baseline of the speedups. The async engine "
                    "may carry settings: async:b8 (--serve-batch 8), :r2 (2 D and 2 C replicas), :d2, :c2, "
-                   ":hogwild or :copy, :s10 (--sync-every).")
+                   ":hogwild or :copy, :s10 (--sync-every); parallel:pin is the parallel engine with --pin-roles.")
 @click.option("--dataset", default="ring8", show_default=True, help="Any launch data set.")
 @click.option("--rounds", type=click.IntRange(min=1), default=300, show_default=True, help="Rounds per run.")
 @click.option("--repeats", type=click.IntRange(min=1), default=2, show_default=True, help="Runs per cell (medians).")

@@ -30,7 +30,7 @@ from sharedgan.roles.classifier import ClassifierRole
 from sharedgan.roles.discriminator import DiscriminatorRole
 from sharedgan.roles.generator import GeneratorRole, make_body
 from sharedgan.roles.teacher import TeacherRole
-from sharedgan.runtime import devices
+from sharedgan.runtime import devices, placement
 from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer
 from sharedgan.runtime.memory import peak_cuda, peak_rss
 from sharedgan.runtime.messages import Aborted, Endpoints, Kind, Mailbox, Outbox, PeerLost, Role
@@ -100,6 +100,10 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
     stopping = (lambda: bool(stop_flag[0])) if stop_flag is not None else None
     watchdog = prepare_child(str(log_path(run_dir, name)), parent_pid, config.threads, stopping)
     log.info("%s started, pid %d%s", name, os.getpid(), f", restoring {restore}" if restore else "")
+    if config.pin_roles:
+        core = placement.pin(name, config.processes, config.k)
+        if core is not None:
+            log.info("%s pinned to core %d", name, core)
     context = zmq.Context()
     endpoints = Endpoints(*endpoint_spec)
     try:

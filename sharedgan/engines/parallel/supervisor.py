@@ -34,7 +34,7 @@ from sharedgan.engines.recorder import RunRecorder
 from sharedgan.errors import DIVERGENCE_KINDS, RoleFailed, describe_exit
 from sharedgan.roles.build import model_spec
 from sharedgan.roles.generator import make_body
-from sharedgan.runtime import devices
+from sharedgan.runtime import devices, placement
 from sharedgan.runtime.buffer import ParameterRegion, SlotBuffer, fields_of
 from sharedgan.runtime.memory import peak_rss
 from sharedgan.runtime.messages import Endpoints, Kind, Mailbox, Message, Outbox, Role
@@ -342,6 +342,9 @@ class Supervisor:
                 self._spawn(name, self.restore)
             if group.pids():  # (torchrun's ranks were started by torchrun)
                 log.info("spawned %s", ", ".join(f"{n} ({p})" for n, p in group.pids().items()))
+            if cfg.pin_roles:
+                plan = placement.core_plan(self.processes, cfg.k, sorted(os.sched_getaffinity(0)))
+                log.info("--pin-roles: %s", placement.describe(plan) if plan else "one core, nothing to place")
             deadline = time.monotonic() + cfg.startup_timeout
             next_check = next_memory = 0.0
             while len(self.finished) < len(self.processes) or group.running():
