@@ -257,9 +257,10 @@ class TrainConfig:
         resumable=True)
     threads: int = setting(1, "Torch threads per process (per role in the parallel engine).", resumable=True)
     pin_roles: bool = setting(
-        False, "--engine parallel: pin each process to one of the cores the run may use: C and the ⌈K/4⌉ generators "
-        "it serves last share the first core, D and the other generators are dealt over the rest (one process per "
-        "core where there are enough). Measured on 2 cores only (docs/results.md); the math is unchanged.",
+        False, "--engine parallel: pin each process to a block of --threads CPUs of those the run may use: C and the "
+        "⌈K/4⌉ generators it serves last share the first, D and the other generators are dealt over the rest (one "
+        "process per block where there are enough). For a machine the run has to itself; measured on 2 cores, "
+        "K = 8, only (docs/results.md). The math is unchanged.",
         resumable=True)
     precision: str = setting(
         "fp32", "bf16: every training forward pass of G, D and C under torch.autocast in bfloat16 (matrix products "
@@ -473,8 +474,8 @@ class TrainConfig:
              "(resume it with --resume)")
         need(not self.pin_roles or (self.engine == "parallel" and self.transport == "shm"
                                     and (reading or hasattr(os, "sched_setaffinity"))),
-             "--pin-roles places the processes of --engine parallel --transport shm on this machine's cores (Linux); "
-             "drop it here")
+             f"--pin-roles places the processes of --engine parallel --transport shm on this machine's CPUs (Linux), "
+             f"not --engine {self.engine} --transport {self.transport}: drop it (on a resume: --no-pin-roles)")
         if self.transport == "distributed":
             need(self.engine == "parallel", f"--transport distributed runs --engine parallel (its roles are "
                  f"torchrun's ranks); --engine {self.engine} is not built for it")

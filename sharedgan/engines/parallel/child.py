@@ -100,10 +100,7 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
     stopping = (lambda: bool(stop_flag[0])) if stop_flag is not None else None
     watchdog = prepare_child(str(log_path(run_dir, name)), parent_pid, config.threads, stopping)
     log.info("%s started, pid %d%s", name, os.getpid(), f", restoring {restore}" if restore else "")
-    if config.pin_roles:
-        core = placement.pin(name, config.processes, config.k)
-        if core is not None:
-            log.info("%s pinned to core %d", name, core)
+    pinned = placement.pin(name, config.processes, config.k, config.threads) if config.pin_roles else None
     context = zmq.Context()
     endpoints = Endpoints(*endpoint_spec)
     try:
@@ -112,6 +109,9 @@ def role_main(name: str, config_json: str, run_dir: str, buffer_handle: tuple, e
         traceback.print_exc()
         context.term()
         sys.exit(1)
+    if pinned is not None:  # (said once ZeroMQ's threads exist too: they inherit the pin)
+        log.info("%s pinned to CPU %s; its threads run on CPU %s", name, placement.cpu_list(pinned),
+                 " and ".join(sorted(placement.thread_affinities())))
     code = play(name, config, Path(run_dir), Wiring(context, inbox, endpoints, token, watchdog),
                 lambda: SlotBuffer.attach(buffer_handle), restore, epoch, regions)
     sys.stdout.flush()

@@ -342,9 +342,11 @@ class Supervisor:
                 self._spawn(name, self.restore)
             if group.pids():  # (torchrun's ranks were started by torchrun)
                 log.info("spawned %s", ", ".join(f"{n} ({p})" for n, p in group.pids().items()))
-            if cfg.pin_roles:
-                plan = placement.core_plan(self.processes, cfg.k, sorted(os.sched_getaffinity(0)))
-                log.info("--pin-roles: %s", placement.describe(plan) if plan else "one core, nothing to place")
+            if cfg.pin_roles:  # (the children plan over the CPUs they inherit, the same unless the runner's moved)
+                plan = placement.core_plan(self.processes, cfg.k, sorted(os.sched_getaffinity(0)), cfg.threads)
+                log.info("--pin-roles, planned over the runner's CPUs (each child logs where it runs): %s",
+                         placement.describe(plan) if plan else f"fewer than 2 blocks of {cfg.threads} CPUs, "
+                         "nothing to place")
             deadline = time.monotonic() + cfg.startup_timeout
             next_check = next_memory = 0.0
             while len(self.finished) < len(self.processes) or group.running():
