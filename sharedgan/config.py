@@ -260,7 +260,7 @@ class TrainConfig:
         False, "--engine parallel: pin each process to a block of --threads CPUs of those the run may use: C and the "
         "⌈K/4⌉ generators it serves last share the first, D and the other generators are dealt over the rest (one "
         "process per block where there are enough). For a machine the run has to itself; measured on 2 cores, "
-        "K = 8, only (docs/results.md). The math is unchanged.",
+        "K = 4, 8 and 16, only (docs/results.md). The math is unchanged.",
         resumable=True)
     precision: str = setting(
         "fp32", "bf16: every training forward pass of G, D and C under torch.autocast in bfloat16 (matrix products "
