@@ -151,9 +151,14 @@ def summary(r: dict) -> str:
             f"precision {r['mixture_precision']:.2f} recall {r['mixture_recall']:.2f}, {r['train_seconds']:.0f} s")
 
 
+def tag_of(name: str) -> str:
+    """A variant's part of its runs' and grids' names ("defaults" names no variant)."""
+    return "" if name == "defaults" else f"-{name}"
+
+
 def run_dir_of(runs: Path, name: str, k: int, seed: int) -> Path:
-    """Where the study keeps one run ("defaults" names no variant)."""
-    return runs / f"k{k}{'' if name == 'defaults' else '-' + name}-seed{seed}"
+    """Where the study keeps one run."""
+    return runs / f"k{k}{tag_of(name)}-seed{seed}"
 
 
 def _evaluations_table(plan, rows, runs: Path) -> list[str]:
@@ -225,8 +230,7 @@ def main():
             rows.setdefault((name, k), []).append(r)
     out.mkdir(parents=True, exist_ok=True)
     for name, k, _ in plan:  # the first seed's final grid, one row per generator
-        tag = "" if name == "defaults" else f"-{name}"
-        shutil.copyfile(run_dir_of(runs, name, k, seeds[0]) / "samples.png", out / f"samples-k{k}{tag}.png")
+        shutil.copyfile(run_dir_of(runs, name, k, seeds[0]) / "samples.png", out / f"samples-k{k}{tag_of(name)}.png")
     first = rows[(plan[0][0], args.k)][0]
     settings = "".join(f" --variant {v}" for v in args.variant or []) + (" --no-single" if args.no_single else "")
     lines = [

@@ -72,11 +72,7 @@ def pin(name: str, processes: list[str], k: int, threads: int) -> tuple[int, ...
     if cpus is None:
         return None
     try:
-        for tid in os.listdir("/proc/self/task"):  # (an affinity is per thread: torch may already have a pool)
-            try:
-                os.sched_setaffinity(int(tid), cpus)
-            except ProcessLookupError:  # a thread that ended meanwhile
-                pass
+        _each_thread(lambda tid: os.sched_setaffinity(tid, cpus))  # (per thread: torch may already have a pool)
     except OSError as exc:
         log.warning("%s: cannot pin to CPU %s (%s); running unpinned", name, cpu_list(cpus), exc)
         return None
@@ -85,10 +81,15 @@ def pin(name: str, processes: list[str], k: int, threads: int) -> tuple[int, ...
 
 def thread_affinities() -> set[str]:
     """The distinct CPU sets of this process's threads, as cpu_list strings (what the log says)."""
-    found = set()
+    return {cpu_list(cpus) for cpus in _each_thread(os.sched_getaffinity) if cpus is not None}
+
+
+def _each_thread(action) -> list:
+    """``action(tid)`` for every thread of this process; None for a thread that ended meanwhile."""
+    results = []
     for tid in os.listdir("/proc/self/task"):
         try:
-            found.add(cpu_list(os.sched_getaffinity(int(tid))))
+            results.append(action(int(tid)))
         except ProcessLookupError:
-            pass
-    return found
+            results.append(None)
+    return results
